@@ -1,0 +1,128 @@
+// The records kept in the store. Every value is versioned JSON (`v`) checked by these schemas
+// on read and on write; a record that fails is logged and skipped by readers.
+import { z } from 'zod';
+import { isDnsLabel, normalizeDomain } from './names.js';
+import { normalizeAddress, parseAddress, parseHostPort, parsePrefix } from './ip.js';
+import { normalizeMac } from './mac.js';
+import { checkSshKey } from './ssh.js';
+
+const label = z.string().refine(isDnsLabel, 'must be a DNS label (a-z, 0-9, inner hyphens, at most 63)');
+const domain = z.string().transform((s, ctx) => {
+  const d = normalizeDomain(s);
+  if (!d) ctx.addIssue({ code: 'custom', message: `"${s}" is not a domain name` });
+  return d ?? s;
+});
+const prefix = (family: 4 | 6) =>
+  z.string().refine((s) => parsePrefix(s, family) !== undefined, `must be an IPv${family} prefix in CIDR form with zero host bits`)
+    .transform((s) => parsePrefix(s, family)!.text);
+const address = (family?: 4 | 6) =>
+  z.string().transform((s, ctx) => {
+    const a = parseAddress(s);
+    if (!a || (family && a.kind() !== `ipv${family}`)) {
+      ctx.addIssue({ code: 'custom', message: `"${s}" is not an IPv${family ?? '4/IPv6'} address` });
+      return s;
+    }
+    return a.toString();
+  });
+const hostPort = z.string().transform((s, ctx) => {
+  const hp = parseHostPort(s, 53);
+  if (!hp) ctx.addIssue({ code: 'custom', message: `"${s}" is not ADDR[:PORT]` });
+  return hp ? (hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`) : s;
+});
+const mac = z.string().transform((s, ctx) => {
+  const m = normalizeMac(s);
+  if (!m) ctx.addIssue({ code: 'custom', message: `"${s}" is not a unicast MAC address` });
+  return m ?? s;
+});
+const sshKey = z.string().transform((s, ctx) => {
+  const r = checkSshKey(s);
+  if ('error' in r) ctx.addIssue({ code: 'custom', message: r.error });
+  return 'key' in r ? r.key : s;
+});
+
+export const NetworkSchema = z.object({
+  v: z.literal(1),
+  name: label,
+  prefix6: prefix(6),
+  prefix4: prefix(4).optional(),
+  domain,
+  metadata6: address(6),
+  metadata4: address(4).optional(),
+  upstreams: z.array(hostPort).default([]),
+  bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a Linux interface name (at most 15 characters)').optional(),
+}).strict().superRefine((n, ctx) => {
+  const p6 = parsePrefix(n.prefix6, 6);
+  if (p6 && p6.length > 64) ctx.addIssue({ code: 'custom', path: ['prefix6'], message: 'must be /64 or shorter (SLAAC needs 64 bits of interface id)' });
+});
+export type Network = z.output<typeof NetworkSchema>;
+
+export const UserKeySchema = z.object({ name: z.string().regex(/^[A-Za-z0-9_.@-]{1,64}$/, 'key names are 1-64 of A-Z a-z 0-9 _ . @ -'), key: sshKey }).strict();
+export const UserSchema = z.object({
+  v: z.literal(1),
+  name: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX user name (a-z, 0-9, _ and -, at most 32)'),
+  keys: z.array(UserKeySchema).default([]),
+}).strict();
+export type User = z.output<typeof UserSchema>;
+
+export const ResourcesSchema = z.object({
+  memoryMiB: z.number().int().min(16).max(4 * 1024 * 1024).default(512),
+  cpus: z.number().int().min(1).max(512).default(1),
+  disk: z.string().min(1).optional(),
+  kernel: z.string().min(1).optional(),
+  initrd: z.string().min(1).optional(),
+  cmdline: z.string().optional(),
+}).strict().refine((r) => !(r.disk && r.kernel), 'a VM boots from a disk or a kernel, not both')
+  .refine((r) => !(r.initrd || r.cmdline) || r.kernel, 'initrd and cmdline need a kernel');
+
+export const VmSchema = z.object({
+  v: z.literal(1),
+  id: z.uuid(),
+  name: label,
+  network: label,
+  owner: z.string().optional(),
+  mac,
+  /** Addresses given explicitly; the EUI-64 address of the MAC is derived, not stored. */
+  addresses: z.array(address()).default([]),
+  host: z.string().regex(/^[A-Za-z0-9_.-]{1,253}$/).optional(),
+  resources: ResourcesSchema.default({ memoryMiB: 512, cpus: 1 }),
+  userData: z.string().max(1024 * 1024).optional(),
+  vendorData: z.string().max(1024 * 1024).optional(),
+  meta: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/), z.string().max(4096)).default({}),
+  sshKeys: z.array(sshKey).default([]),
+  /** EC2 IMDSv2: refuse GETs without a session token. */
+  requireToken: z.boolean().default(false),
+  createdAt: z.string(),
+}).strict();
+export type Vm = z.output<typeof VmSchema>;
+export type VmInput = z.input<typeof VmSchema>;
+
+/** What the agent reports about a VM it runs. */
+export const VmStateSchema = z.object({
+  v: z.literal(1),
+  host: z.string(),
+  state: z.enum(['starting', 'running', 'stopped', 'failed']),
+  pid: z.number().int().optional(),
+  since: z.string(),
+  restarts: z.number().int().default(0),
+  lastError: z.string().optional(),
+}).strict();
+export type VmState = z.output<typeof VmStateSchema>;
+
+/** A host's heartbeat, kept alive by an etcd lease. */
+export const HostSchema = z.object({
+  v: z.literal(1),
+  name: z.string(),
+  since: z.string(),
+  version: z.string(),
+  vms: z.number().int().default(0),
+}).strict();
+export type Host = z.output<typeof HostSchema>;
+
+/** One line naming the first problem, for CLI errors and skip logs. */
+export function describeIssues(error: z.ZodError): string {
+  const first = error.issues[0];
+  const where = first.path.length ? `${first.path.join('.')}: ` : '';
+  return `${where}${first.message}`;
+}
+
+export { normalizeAddress };

@@ -1,0 +1,313 @@
+// The in-memory registry: everything DNS and HTTP need, indexed for O(1) lookups, fed by a
+// StateSource (etcd watch or state file). It never talks to the store itself: when the store is
+// away it simply keeps the last good state.
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { KvChange, KvEntry, StateSink } from '../store/kv.js';
+import { Keys } from '../store/keys.js';
+import {
+  HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, describeIssues,
+  type Host, type Network, type User, type Vm, type VmState,
+} from '../model/schema.js';
+import { parseAddress, parsePrefix, prefixContains, reverseZone, type IPAddress, type Prefix } from '../model/ip.js';
+import { eui64Address } from '../model/eui64.js';
+
+export interface NetworkView {
+  network: Network;
+  prefix6: Prefix;
+  prefix4?: Prefix;
+  /** ip6.arpa (and in-addr.arpa) zones this network answers PTR for, without trailing dot. */
+  reverseZones: string[];
+}
+
+export interface VmView {
+  /** "<network>/<name>" */
+  key: string;
+  vm: Vm;
+  network: Network;
+  owner?: User;
+  fqdn: string;
+  /** The EUI-64 address first, then explicit ones. */
+  addresses6: string[];
+  addresses4: string[];
+  /** The owner's keys, then the VM's own: what `/keys` serves. */
+  authorizedKeys: string[];
+  /** Highest mod revision among the VM, its network and its owner: changes whenever its metadata does. */
+  revision: number;
+}
+
+export interface RegistryChange {
+  generation: number;
+  revision: number;
+  /** Keys of the VMs whose view changed or vanished. Empty with `all`. */
+  vms: string[];
+  /** Everything may have changed (a reload). */
+  all: boolean;
+  networksChanged: boolean;
+}
+
+export interface RegistryOptions {
+  prefix?: string;
+  /** Serve only these networks (default: all). */
+  networks?: string[];
+  log: Logger;
+}
+
+interface Rec<T> { value: T; mod: number }
+
+export class Registry extends EventEmitter implements StateSink {
+  readonly keys: Keys;
+  loaded = false;
+  revision = 0;
+  generation = 0;
+  skipped = 0;
+
+  private networksByName = new Map<string, NetworkView>();
+  private networksByDomain = new Map<string, NetworkView>();
+  private networkMods = new Map<string, number>();
+  private users = new Map<string, Rec<User>>();
+  private vms = new Map<string, Rec<Vm>>();
+  private views = new Map<string, VmView>();
+  private byAddress = new Map<string, VmView>();
+  private byMac = new Map<string, VmView>();
+  private byFqdn = new Map<string, VmView>();
+  private vmStates = new Map<string, VmState>();
+  private hostsByName = new Map<string, Host>();
+  private readonly only?: Set<string>;
+
+  constructor(private readonly opts: RegistryOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.keys = new Keys(opts.prefix);
+    this.only = opts.networks?.length ? new Set(opts.networks) : undefined;
+  }
+
+  // ---- lookups (all O(1) but the prefix scan over networks, which are few) ----
+
+  vmByAddress(address: string): VmView | undefined {
+    return this.byAddress.get(address) ?? this.byAddress.get(parseAddress(address)?.toString() ?? '');
+  }
+  vmByMac(mac: string): VmView | undefined { return this.byMac.get(mac.toLowerCase()); }
+  vmByName(network: string, name: string): VmView | undefined { return this.views.get(`${network}/${name.toLowerCase()}`); }
+  vmByFqdn(fqdn: string): VmView | undefined { return this.byFqdn.get(fqdn.toLowerCase().replace(/\.$/, '')); }
+  vmByKey(key: string): VmView | undefined { return this.views.get(key); }
+  network(name: string): NetworkView | undefined { return this.networksByName.get(name); }
+  networkByDomain(domain: string): NetworkView | undefined { return this.networksByDomain.get(domain.toLowerCase().replace(/\.$/, '')); }
+  networks(): NetworkView[] { return [...this.networksByName.values()]; }
+  allVms(): IterableIterator<VmView> { return this.views.values(); }
+  get vmCount(): number { return this.views.size; }
+  user(name: string): User | undefined { return this.users.get(name)?.value; }
+  vmState(key: string): VmState | undefined { return this.vmStates.get(key); }
+  hosts(): Host[] { return [...this.hostsByName.values()]; }
+
+  /** The served network whose IPv6 or IPv4 prefix holds this address. */
+  networkForAddress(addr: IPAddress): NetworkView | undefined {
+    for (const n of this.networksByName.values()) {
+      if (prefixContains(n.prefix6, addr) || (n.prefix4 && prefixContains(n.prefix4, addr))) return n;
+    }
+    return undefined;
+  }
+
+  // ---- StateSink ----
+
+  reset(entries: KvEntry[], revision: number): void {
+    this.networksByName = new Map();
+    this.networksByDomain = new Map();
+    this.networkMods = new Map();
+    this.users = new Map();
+    this.vms = new Map();
+    this.views = new Map();
+    this.byAddress = new Map();
+    this.byMac = new Map();
+    this.byFqdn = new Map();
+    this.vmStates = new Map();
+    this.hostsByName = new Map();
+    // Networks and users first, so VM views can be built in one pass.
+    const order = { network: 0, user: 1 } as Record<string, number>;
+    const parsed = entries.map((e) => ({ e, k: this.keys.parse(e.key) })).filter((x) => x.k)
+      .sort((a, b) => (order[a.k!.kind] ?? 2) - (order[b.k!.kind] ?? 2));
+    for (const { e } of parsed) this.put(e.key, e.value, e.modRevision, false);
+    for (const key of this.vms.keys()) this.indexVm(key);
+    this.revision = revision;
+    this.loaded = true;
+    this.emitChange([], true, true);
+  }
+
+  apply(changes: KvChange[], revision: number): void {
+    const touched = new Set<string>();
+    let networksChanged = false;
+    for (const c of changes) {
+      const r = c.value === undefined ? this.remove(c.key) : this.put(c.key, c.value, c.modRevision, true);
+      for (const k of r.vms) touched.add(k);
+      networksChanged ||= r.networks;
+    }
+    this.revision = Math.max(this.revision, revision);
+    if (touched.size || networksChanged) this.emitChange([...touched], false, networksChanged);
+  }
+
+  // ---- internals ----
+
+  private emitChange(vms: string[], all: boolean, networksChanged: boolean): void {
+    this.generation++;
+    const change: RegistryChange = { generation: this.generation, revision: this.revision, vms, all, networksChanged };
+    this.emit('change', change);
+  }
+
+  private decode<S extends z.ZodType>(schema: S, key: string, value: string): z.output<S> | undefined {
+    let json: unknown;
+    try {
+      json = JSON.parse(value);
+    } catch {
+      this.skip(key, 'not JSON');
+      return undefined;
+    }
+    const r = schema.safeParse(json);
+    if (!r.success) {
+      this.skip(key, describeIssues(r.error));
+      return undefined;
+    }
+    return r.data;
+  }
+
+  private skip(key: string, why: string): void {
+    this.skipped++;
+    this.opts.log.warn({ key, why }, 'skipping invalid record');
+  }
+
+  /** Stores one record; with `index`, re-indexes what depends on it and returns what changed. */
+  private put(key: string, value: string, mod: number, index: boolean): { vms: string[]; networks: boolean } {
+    const k = this.keys.parse(key);
+    const none = { vms: [], networks: false };
+    if (!k) return none;
+    switch (k.kind) {
+      case 'network': {
+        const n = this.decode(NetworkSchema, key, value);
+        if (!n || n.name !== k.parts[0]) return n ? (this.skip(key, 'name does not match key'), this.remove(key)) : this.remove(key);
+        if (this.only && !this.only.has(n.name)) return none;
+        const old = this.networksByName.get(n.name);
+        if (old) this.networksByDomain.delete(old.network.domain);
+        const prefix6 = parsePrefix(n.prefix6, 6)!;
+        const prefix4 = n.prefix4 ? parsePrefix(n.prefix4, 4) : undefined;
+        const view: NetworkView = {
+          network: n, prefix6, prefix4,
+          reverseZones: [reverseZone(prefix6), ...(prefix4 ? [reverseZone(prefix4)] : [])],
+        };
+        this.networksByName.set(n.name, view);
+        this.networksByDomain.set(n.domain, view);
+        this.networkMods.set(n.name, mod);
+        return { vms: index ? this.reindexWhere((v) => v.network === n.name) : [], networks: true };
+      }
+      case 'user': {
+        const u = this.decode(UserSchema, key, value);
+        if (!u) return this.remove(key);
+        this.users.set(u.name, { value: u, mod });
+        return { vms: index ? this.reindexWhere((v) => v.owner === u.name) : [], networks: false };
+      }
+      case 'vm': {
+        const vm = this.decode(VmSchema, key, value);
+        const vkey = `${k.parts[0]}/${k.parts[1]}`;
+        if (!vm || vm.network !== k.parts[0] || vm.name !== k.parts[1]) {
+          if (vm) this.skip(key, 'name or network does not match key');
+          return this.remove(key);
+        }
+        if (this.only && !this.only.has(vm.network)) return none;
+        this.vms.set(vkey, { value: vm, mod });
+        if (index) this.indexVm(vkey);
+        return { vms: [vkey], networks: false };
+      }
+      case 'vm-state': {
+        const s = this.decode(VmStateSchema, key, value);
+        if (s) this.vmStates.set(`${k.parts[0]}/${k.parts[1]}`, s);
+        return none;
+      }
+      case 'host': {
+        const h = this.decode(HostSchema, key, value);
+        if (h) this.hostsByName.set(k.parts[0], h);
+        return none;
+      }
+      default:
+        return none;
+    }
+  }
+
+  private remove(key: string): { vms: string[]; networks: boolean } {
+    const k = this.keys.parse(key);
+    if (!k) return { vms: [], networks: false };
+    switch (k.kind) {
+      case 'network': {
+        const old = this.networksByName.get(k.parts[0]);
+        if (!old) return { vms: [], networks: false };
+        this.networksByName.delete(k.parts[0]);
+        this.networksByDomain.delete(old.network.domain);
+        this.networkMods.delete(k.parts[0]);
+        return { vms: this.reindexWhere((v) => v.network === k.parts[0]), networks: true };
+      }
+      case 'user':
+        this.users.delete(k.parts[0]);
+        return { vms: this.reindexWhere((v) => v.owner === k.parts[0]), networks: false };
+      case 'vm': {
+        const vkey = `${k.parts[0]}/${k.parts[1]}`;
+        if (!this.vms.has(vkey)) return { vms: [], networks: false };
+        this.unindexVm(vkey);
+        this.vms.delete(vkey);
+        return { vms: [vkey], networks: false };
+      }
+      case 'vm-state':
+        this.vmStates.delete(`${k.parts[0]}/${k.parts[1]}`);
+        return { vms: [], networks: false };
+      case 'host':
+        this.hostsByName.delete(k.parts[0]);
+        return { vms: [], networks: false };
+      default:
+        return { vms: [], networks: false };
+    }
+  }
+
+  private reindexWhere(pred: (vm: Vm) => boolean): string[] {
+    const keys: string[] = [];
+    for (const [key, rec] of this.vms) {
+      if (pred(rec.value)) {
+        this.indexVm(key);
+        keys.push(key);
+      }
+    }
+    return keys;
+  }
+
+  private unindexVm(key: string): void {
+    const old = this.views.get(key);
+    if (!old) return;
+    this.views.delete(key);
+    for (const a of [...old.addresses6, ...old.addresses4]) if (this.byAddress.get(a) === old) this.byAddress.delete(a);
+    if (this.byMac.get(old.vm.mac) === old) this.byMac.delete(old.vm.mac);
+    if (this.byFqdn.get(old.fqdn) === old) this.byFqdn.delete(old.fqdn);
+  }
+
+  /** (Re)builds one VM's view; a VM whose network is not served has no view. */
+  private indexVm(key: string): void {
+    this.unindexVm(key);
+    const rec = this.vms.get(key);
+    if (!rec) return;
+    const vm = rec.value;
+    const net = this.networksByName.get(vm.network);
+    if (!net) return;
+    const owner = vm.owner ? this.users.get(vm.owner) : undefined;
+    const explicit = vm.addresses.map((a) => parseAddress(a)!);
+    const view: VmView = {
+      key,
+      vm,
+      network: net.network,
+      owner: owner?.value,
+      fqdn: `${vm.name}.${net.network.domain}`,
+      addresses6: [eui64Address(net.prefix6, vm.mac), ...explicit.filter((a) => a.kind() === 'ipv6').map(String)],
+      addresses4: explicit.filter((a) => a.kind() === 'ipv4').map(String),
+      authorizedKeys: [...(owner?.value.keys.map((k) => k.key) ?? []), ...vm.sshKeys],
+      revision: Math.max(rec.mod, owner?.mod ?? 0, this.networkMods.get(vm.network) ?? 0),
+    };
+    this.views.set(key, view);
+    for (const a of [...view.addresses6, ...view.addresses4]) this.byAddress.set(a, view);
+    this.byMac.set(vm.mac, view);
+    this.byFqdn.set(view.fqdn, view);
+  }
+}

@@ -1,0 +1,149 @@
+// Follows a key prefix in etcd: one paged range at revision R, then a watch from R+1.
+//
+// Failure paths, each named:
+//  - stream drop: etcd3's watch manager reconnects with bounded backoff and resumes from the
+//    last revision it saw; the sink keeps serving what it has ("connected" goes false).
+//  - compaction: the watch is cancelled with a compacted revision; we reload everything at a
+//    new revision and swap the sink atomically (reset), then watch again.
+//  - store rewound (restored from a snapshot at an older revision, or a new cluster): the
+//    probe sees a header revision below ours or a different cluster id; full reload.
+//  - reload fails (etcd down): retried with backoff until it succeeds; the sink keeps its state.
+import type { Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+import type { KvChange, SourceHealth, StateSink, StateSource } from '../kv.js';
+import { EtcdKv, toEntry } from './kv.js';
+
+export interface EtcdSourceOptions {
+  prefix: string;
+  /** How often to check that the store was not rewound or replaced. */
+  probeIntervalMs?: number;
+  log: Logger;
+}
+
+export class EtcdSource implements StateSource {
+  private sink?: StateSink;
+  private watcher?: Watcher;
+  private probeTimer?: NodeJS.Timeout;
+  private reloadTimer?: NodeJS.Timeout;
+  private closed = false;
+  private clusterId?: string;
+  private reloading?: Promise<void>;
+  private readonly state: SourceHealth = { live: false, connected: false, revision: 0, reloads: 0, reconnects: 0 };
+  /** Called after every successful apply/reset, for metrics and tests. */
+  onRevision?: (revision: number, kind: 'reset' | 'apply') => void;
+
+  constructor(readonly kv: EtcdKv, private readonly opts: EtcdSourceOptions) {}
+
+  health(): SourceHealth {
+    return { ...this.state };
+  }
+
+  /** Resolves after the first full load. Rejects if etcd cannot be read at all. */
+  async start(sink: StateSink): Promise<void> {
+    this.sink = sink;
+    await this.load();
+    const every = this.opts.probeIntervalMs ?? 2000;
+    this.probeTimer = setInterval(() => void this.probe(), every);
+    this.probeTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.probeTimer);
+    clearTimeout(this.reloadTimer);
+    await this.watcher?.cancel().catch(() => undefined);
+  }
+
+  private async load(): Promise<void> {
+    const { entries, revision } = await this.kv.range(this.opts.prefix);
+    if (this.closed) return;
+    await this.watcher?.cancel().catch(() => undefined);
+    this.watcher = undefined;
+    this.sink!.reset(entries, revision);
+    this.state.revision = revision;
+    this.state.connected = true;
+    this.state.live = true;
+    this.onRevision?.(revision, 'reset');
+    await this.watchFrom(revision + 1);
+  }
+
+  private async watchFrom(revision: number): Promise<void> {
+    const watcher = await this.kv.client.watch().prefix(this.opts.prefix).startRevision(String(revision)).create();
+    if (this.closed) {
+      await watcher.cancel();
+      return;
+    }
+    this.watcher = watcher;
+    watcher.on('data', (res) => {
+      if (watcher !== this.watcher) return;
+      const changes: KvChange[] = res.events.map((ev) => ev.type === 'Delete'
+        ? { key: ev.kv.key.toString(), value: undefined, modRevision: Number(ev.kv.mod_revision) }
+        : { ...toEntry(ev.kv), value: ev.kv.value.toString() });
+      const rev = Number(res.header.revision);
+      if (changes.length) this.sink!.apply(changes, rev);
+      if (rev > this.state.revision) this.state.revision = rev;
+      if (changes.length) this.onRevision?.(rev, 'apply');
+    });
+    watcher.on('disconnected', (err: Error) => {
+      if (watcher !== this.watcher) return;
+      this.state.connected = false;
+      this.state.reconnects++;
+      this.state.lastError = err.message;
+      this.opts.log.warn({ err: err.message }, 'etcd watch disconnected; serving last known state');
+    });
+    watcher.on('connected', () => {
+      if (watcher !== this.watcher) return;
+      if (!this.state.connected) this.opts.log.info('etcd watch reconnected');
+      this.state.connected = true;
+    });
+    watcher.on('error', (err: Error) => {
+      if (watcher !== this.watcher) return;
+      // A cancelled watch is not resumed by the library: compaction is the common cause.
+      this.state.lastError = err.message;
+      const compacted = /compacted/i.test(err.message);
+      this.opts.log.warn({ err: err.message }, compacted ? 'etcd revision compacted; reloading' : 'etcd watch failed; reloading');
+      this.scheduleReload(0);
+    });
+  }
+
+  /** Reload everything, retrying with backoff while etcd is away. */
+  private scheduleReload(attempt: number): void {
+    if (this.closed || this.reloading) return;
+    this.watcher = undefined;
+    const delay = attempt === 0 ? 0 : Math.min(100 * 2 ** attempt, 2000);
+    this.reloadTimer = setTimeout(() => {
+      this.reloading = this.load().then(
+        () => {
+          this.state.reloads++;
+          this.reloading = undefined;
+        },
+        (err: Error) => {
+          this.reloading = undefined;
+          this.state.connected = false;
+          this.state.lastError = err.message;
+          this.scheduleReload(attempt + 1);
+        },
+      );
+    }, delay);
+  }
+
+  /** Detects a rewound or replaced store, and keeps `connected` honest while idle. */
+  private async probe(): Promise<void> {
+    if (this.closed || this.reloading) return;
+    try {
+      const res = await this.kv.client.kv.range({ key: Buffer.from(this.opts.prefix), count_only: true });
+      const clusterId = String(res.header.cluster_id);
+      const revision = Number(res.header.revision);
+      const replaced = this.clusterId !== undefined && this.clusterId !== clusterId;
+      this.clusterId = clusterId;
+      this.state.connected = true;
+      if (replaced || revision < this.state.revision) {
+        this.opts.log.warn({ revision, ours: this.state.revision, replaced }, 'etcd was rewound or replaced; reloading');
+        this.scheduleReload(0);
+      }
+    } catch (err) {
+      this.state.connected = false;
+      this.state.lastError = (err as Error).message;
+    }
+  }
+}

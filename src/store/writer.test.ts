@@ -1,0 +1,79 @@
+// The operator's writes against a real etcd: validation, uniqueness, MAC allocation races.
+import { afterAll, describe, expect, it } from 'vitest';
+import { etcdTestStore, ED25519 } from '../../test/support/store.js';
+import { StoreError } from './errors.js';
+
+const t = etcdTestStore();
+afterAll(() => t.close());
+
+const lab = { name: 'lab', prefix6: '2001:db8:1::/64', prefix4: '10.1.0.0/24', domain: 'lab.example', metadata6: '2001:db8:1::1', metadata4: '10.1.0.1' };
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (err) {
+    if (err instanceof StoreError) return err.code;
+    throw err;
+  }
+}
+
+describe('StoreWriter on etcd', () => {
+  it('adds a network once and refuses duplicates, overlaps and bad input', async () => {
+    await t.writer.addNetwork(lab);
+    expect(await code(t.writer.addNetwork(lab))).toBe('exists');
+    expect(await code(t.writer.addNetwork({ ...lab, name: 'lab2', domain: 'other.example', prefix6: '2001:db8:1::/48', metadata6: '2001:db8:1::1' }))).toBe('exists');
+    expect(await code(t.writer.addNetwork({ ...lab, name: 'x', domain: 'x.example', prefix6: '2001:db8:9::/64', metadata6: '2001:db8:1::1', prefix4: undefined, metadata4: undefined }))).toBe('invalid');
+    expect(await code(t.writer.addNetwork({ ...lab, name: 'Bad Name' }))).toBe('invalid');
+    expect((await t.writer.listNetworks()).map((n) => n.name)).toEqual(['lab']);
+  });
+
+  it('manages user keys with names', async () => {
+    await t.writer.addUserKey('alice', 'laptop', ED25519);
+    expect(await code(t.writer.addUserKey('alice', 'laptop', ED25519))).toBe('exists');
+    expect(await code(t.writer.addUserKey('bob', 'k', 'ssh-ed25519 AAAA'))).toBe('invalid');
+    expect(await code(t.writer.getUser('bob'))).toBe('not-found');
+    expect((await t.writer.getUser('alice')).keys).toHaveLength(1);
+  });
+
+  it('creates VMs with unique names, derived addresses claimed, explicit ones checked', async () => {
+    const vm = await t.writer.addVm({ name: 'web1', network: 'lab', owner: 'alice', mac: '52:54:00:00:00:01', addresses: ['2001:db8:1::10', '10.1.0.10'] });
+    expect(vm.mac).toBe('52:54:00:00:00:01');
+    expect(await code(t.writer.addVm({ name: 'web1', network: 'lab' }))).toBe('exists');
+    expect(await code(t.writer.addVm({ name: 'web2', network: 'lab', mac: '52:54:00:00:00:01' }))).toBe('exists');
+    expect(await code(t.writer.addVm({ name: 'web2', network: 'lab', addresses: ['2001:db8:1::10'] }))).toBe('exists');
+    // web1's EUI-64 address is claimed too
+    expect(await code(t.writer.addVm({ name: 'web2', network: 'lab', addresses: ['2001:db8:1:0:5054:ff:fe00:1'] }))).toBe('exists');
+    expect(await code(t.writer.addVm({ name: 'web2', network: 'lab', addresses: ['2001:db8:2::1'] }))).toBe('invalid');
+    expect(await code(t.writer.addVm({ name: 'web2', network: 'nope' }))).toBe('not-found');
+    expect(await code(t.writer.addVm({ name: 'web2', network: 'lab', owner: 'nobody' }))).toBe('not-found');
+    expect(await code(t.writer.removeNetwork('lab'))).toBe('in-use');
+    expect(await code(t.writer.removeUser('alice'))).toBe('in-use');
+  });
+
+  it('allocates unique MACs under 40 concurrent creates', async () => {
+    const vms = await Promise.all(Array.from({ length: 40 }, (_, i) => t.writer.addVm({ name: `c${i}`, network: 'lab' })));
+    expect(new Set(vms.map((v) => v.mac)).size).toBe(40);
+    for (const v of vms) expect(parseInt(v.mac.slice(0, 2), 16) & 3).toBe(2);
+    expect((await t.writer.listVms('lab')).length).toBe(41);
+  });
+
+  it('sets fields without losing others, and moves claims with the MAC', async () => {
+    await t.writer.setVm('web1', undefined, { meta: { role: 'web' } });
+    const v = await t.writer.setVm('web1', 'lab', { mac: '52:54:00:00:00:02' });
+    expect(v.meta).toEqual({ role: 'web' });
+    expect(v.addresses).toEqual(['2001:db8:1::10', '10.1.0.10']);
+    // the old MAC is free again, the new one taken
+    expect(await t.store.kv.get(t.store.keys.mac('52:54:00:00:00:01'))).toBeUndefined();
+    expect((await t.store.kv.get(t.store.keys.mac('52:54:00:00:00:02')))?.value).toBe('lab/web1');
+    const racers = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => t.writer.setVm('web1', 'lab', { meta: { [`k${i}`]: 'x' } })));
+    expect(racers).toHaveLength(6);
+  });
+
+  it('removes a VM with all its claims', async () => {
+    await t.writer.removeVm('web1');
+    const claims = (await t.store.kv.range(t.store.keys.address(''))).entries.filter((e) => e.value === 'lab/web1');
+    expect(claims).toEqual([]);
+    expect(await code(t.writer.removeVm('web1'))).toBe('not-found');
+  });
+});
