@@ -30,6 +30,7 @@ export class Keys {
   mac(mac: string): string { return `${this.prefix}/macs/${mac}`; }
   address(addr: string): string { return `${this.prefix}/addresses/${addr}`; }
   vmState(network: string, name: string): string { return `${this.prefix}/vm-state/${network}/${name}`; }
+  get vmStates(): string { return `${this.prefix}/vm-state/`; }
   host(name: string): string { return `${this.prefix}/hosts/${name}`; }
   get hosts(): string { return `${this.prefix}/hosts/`; }
 

@@ -9,8 +9,8 @@ import type { Kv, KvCompare, KvEntry } from './kv.js';
 import type { Keys } from './keys.js';
 import { StoreError, exists, inUse, invalid, notFound } from './errors.js';
 import {
-  NetworkSchema, UserSchema, VmSchema, describeIssues,
-  type Network, type User, type Vm,
+  HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, describeIssues,
+  type Host, type Network, type User, type Vm, type VmState,
 } from '../model/schema.js';
 import { parseAddress, parsePrefix, prefixContains } from '../model/ip.js';
 import { randomLocalMac } from '../model/mac.js';
@@ -129,6 +129,23 @@ export class StoreWriter {
 
   // ---- VMs ----
 
+  async listVmStates(): Promise<Map<string, VmState>> {
+    const out = new Map<string, VmState>();
+    for (const e of (await this.kv.range(this.keys.vmStates)).entries) {
+      const k = this.keys.parse(e.key);
+      const r = VmStateSchema.safeParse(JSON.parse(e.value));
+      if (k && r.success) out.set(`${k.parts[0]}/${k.parts[1]}`, r.data);
+    }
+    return out;
+  }
+
+  async listHosts(): Promise<Host[]> {
+    return (await this.kv.range(this.keys.hosts)).entries.flatMap((e) => {
+      const r = HostSchema.safeParse(JSON.parse(e.value));
+      return r.success ? [r.data] : [];
+    });
+  }
+
   async listVms(network?: string): Promise<Vm[]> {
     const prefix = network ? this.keys.vmsOf(network) : this.keys.vms;
     return (await this.kv.range(prefix)).entries.map((e) => decode(VmSchema, e));
@@ -183,9 +200,14 @@ export class StoreWriter {
     throw new StoreError('conflict', `could not create VM "${input.name}": the store kept changing; try again`);
   }
 
-  async setVm(name: string, network: string | undefined, patch: VmPatch): Promise<Vm> {
+  /**
+   * Changes the fields a patch names and nothing else. A function patch is applied to the
+   * current record inside the CAS loop, so concurrent edits of different fields all land.
+   */
+  async setVm(name: string, network: string | undefined, patchOrFn: VmPatch | ((current: Vm) => VmPatch)): Promise<Vm> {
     for (let i = 0; i < CAS_ATTEMPTS; i++) {
       const { vm: current, entry } = await this.findVm(name, network);
+      const patch = typeof patchOrFn === 'function' ? patchOrFn(current) : patchOrFn;
       const { network: net, entry: netEntry } = await this.getNetwork(current.network);
       if (patch.owner) await this.getUser(patch.owner);
       const next = validate(VmSchema, {

@@ -1,0 +1,60 @@
+// uncloud-metadata network add|list|show|rm
+import { Command } from 'commander';
+import { collect, withStore } from '../options.js';
+import { withWriter, type StoreFlags } from '../store.js';
+import { printJson, printTable } from '../print.js';
+import type { Network } from '../../model/schema.js';
+
+type Flags = StoreFlags & { json?: boolean };
+
+function show(n: Network): void {
+  printTable(['FIELD', 'VALUE'], [
+    ['name', n.name], ['prefix6', n.prefix6], ['prefix4', n.prefix4], ['domain', n.domain],
+    ['metadata6', n.metadata6], ['metadata4', n.metadata4], ['upstreams', n.upstreams.join(' ')],
+    ['bridge', n.bridge ?? `br-${n.name}`],
+  ]);
+}
+
+export function networkCommand(): Command {
+  const cmd = new Command('network').description('networks: prefix, search domain, metadata address, upstream resolvers');
+
+  withStore(cmd.command('add <name>').description('add a network')
+    .requiredOption('--prefix6 <cidr>', 'IPv6 prefix, /64 or shorter')
+    .option('--prefix4 <cidr>', 'optional IPv4 prefix')
+    .requiredOption('--domain <domain>', 'search domain the VMs use')
+    .requiredOption('--metadata6 <addr>', "the appliance's IPv6 address inside prefix6")
+    .option('--metadata4 <addr>', "the appliance's IPv4 address inside prefix4")
+    .option('--upstream <addr:port>', 'upstream resolver (repeatable)', collect)
+    .option('--bridge <name>', 'host bridge the agent uses (default br-NAME)')
+    .option('--json', 'print the record as JSON'))
+    .action((name: string, o: Flags & { prefix6: string; prefix4?: string; domain: string; metadata6: string; metadata4?: string; upstream?: string[]; bridge?: string }) =>
+      withWriter(o, async (writer) => {
+        const n = await writer.addNetwork({
+          name, prefix6: o.prefix6, prefix4: o.prefix4, domain: o.domain, metadata6: o.metadata6,
+          metadata4: o.metadata4, upstreams: o.upstream ?? [], bridge: o.bridge,
+        });
+        if (o.json) printJson(n);
+        else process.stdout.write(`network ${n.name} added: ${n.prefix6} ${n.domain}, metadata at ${n.metadata6}\n`);
+      }));
+
+  withStore(cmd.command('list').description('list networks').option('--json', 'print JSON'))
+    .action((o: Flags) => withWriter(o, async (writer) => {
+      const all = await writer.listNetworks();
+      if (o.json) printJson(all);
+      else printTable(['NAME', 'PREFIX6', 'PREFIX4', 'DOMAIN', 'METADATA6'], all.map((n) => [n.name, n.prefix6, n.prefix4, n.domain, n.metadata6]));
+    }));
+
+  withStore(cmd.command('show <name>').description('show one network').option('--json', 'print JSON'))
+    .action((name: string, o: Flags) => withWriter(o, async (writer) => {
+      const { network } = await writer.getNetwork(name);
+      if (o.json) printJson(network);
+      else show(network);
+    }));
+
+  withStore(cmd.command('rm <name>').description('remove a network that has no VMs'))
+    .action((name: string, o: Flags) => withWriter(o, async (writer) => {
+      await writer.removeNetwork(name);
+      process.stdout.write(`network ${name} removed\n`);
+    }));
+  return cmd;
+}

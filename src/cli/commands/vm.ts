@@ -1,0 +1,147 @@
+// uncloud-metadata vm add|set|list|show|rm
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError } from 'commander';
+import { collect, positiveInt, withStore } from '../options.js';
+import { withWriter, type StoreFlags } from '../store.js';
+import { printJson, printTable } from '../print.js';
+import { fail } from '../errors.js';
+import type { VmPatch } from '../../store/writer.js';
+import type { Vm } from '../../model/schema.js';
+import { eui64Address } from '../../model/eui64.js';
+import { parsePrefix } from '../../model/ip.js';
+
+interface VmFlags extends StoreFlags {
+  network?: string; owner?: string; mac?: string; address?: string[]; host?: string;
+  memory?: number; cpus?: number; disk?: string; kernel?: string; initrd?: string; cmdline?: string;
+  userData?: string; vendorData?: string; sshKey?: string[]; meta?: [string, string][];
+  requireToken?: boolean; json?: boolean;
+}
+
+const metaPair = (value: string, previous: [string, string][] | undefined): [string, string][] => {
+  const i = value.indexOf('=');
+  if (i < 1) throw new InvalidArgumentError('meta must be KEY=VALUE');
+  return [...(previous ?? []), [value.slice(0, i), value.slice(i + 1)]];
+};
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    return fail(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+function vmOptions(cmd: Command): Command {
+  return withStore(cmd)
+    .option('--owner <user>', 'owning user (their keys are authorised)')
+    .option('--mac <mac>', 'MAC address (allocated when not given)')
+    .option('--address <addr>', 'extra IPv6/IPv4 address inside the network (repeatable; on set: replaces the list)', collect)
+    .option('--host <host>', 'hypervisor that runs it')
+    .option('--memory <MiB>', 'memory in MiB', positiveInt('memory'))
+    .option('--cpus <n>', 'virtual CPUs', positiveInt('cpus'))
+    .option('--disk <path>', 'disk image')
+    .option('--kernel <path>', 'kernel for direct boot')
+    .option('--initrd <path>', 'initrd for direct boot')
+    .option('--cmdline <str>', 'kernel command line')
+    .option('--user-data <file>', 'user-data file')
+    .option('--vendor-data <file>', 'vendor-data file')
+    .option('--ssh-key <key>', 'VM-specific SSH key (repeatable; on set: replaces the list)', collect)
+    .option('--meta <k=v>', 'metadata KEY=VALUE (repeatable; on set: KEY= removes KEY)', metaPair)
+    .option('--require-token', 'EC2: require IMDSv2 session tokens')
+    .option('--json', 'print the record as JSON');
+}
+
+/** The fields the flags name; `current` lets set merge meta instead of replacing it. */
+function patchFrom(o: VmFlags, current?: Vm): VmPatch {
+  const resources = { memoryMiB: o.memory, cpus: o.cpus, disk: o.disk, kernel: o.kernel, initrd: o.initrd, cmdline: o.cmdline };
+  let meta: Record<string, string> | undefined;
+  if (o.meta) {
+    meta = { ...(current?.meta ?? {}) };
+    for (const [k, v] of o.meta) {
+      if (v === '' && current) delete meta[k];
+      else meta[k] = v;
+    }
+  }
+  return {
+    owner: o.owner, mac: o.mac, addresses: o.address, host: o.host,
+    resources: Object.values(resources).some((v) => v !== undefined) ? resources : undefined,
+    userData: o.userData === undefined ? undefined : readText(o.userData),
+    vendorData: o.vendorData === undefined ? undefined : readText(o.vendorData),
+    sshKeys: o.sshKey, meta, requireToken: o.requireToken,
+  };
+}
+
+function derived(vm: Vm, prefix6: string): string {
+  return eui64Address(parsePrefix(prefix6, 6)!, vm.mac);
+}
+
+export function vmCommand(): Command {
+  const cmd = new Command('vm').description('virtual machines: identity, addresses, keys, user data');
+
+  vmOptions(cmd.command('add <name>').description('add a VM').requiredOption('--network <net>', 'its network'))
+    .action((name: string, o: VmFlags) => {
+      const patch = patchFrom(o); // reads files before touching the store
+      return withWriter(o, async (writer) => {
+        const vm = await writer.addVm({ ...patch, name, network: o.network!, mac: o.mac });
+        if (o.json) return printJson(vm);
+        const { network } = await writer.getNetwork(vm.network);
+        process.stdout.write(`vm ${vm.name} added: ${vm.id} mac ${vm.mac} address ${derived(vm, network.prefix6)}\n`);
+      });
+    });
+
+  vmOptions(cmd.command('set <name>').description('change the fields given, keep the rest').option('--network <net>', 'its network, if the name is ambiguous'))
+    .action((name: string, o: VmFlags) => {
+      patchFrom(o); // fail on unreadable files before touching the store
+      return withWriter(o, async (writer) => {
+        const vm = await writer.setVm(name, o.network, (current) => patchFrom(o, current));
+        if (o.json) printJson(vm);
+        else process.stdout.write(`vm ${vm.name} updated\n`);
+      });
+    });
+
+  withStore(cmd.command('list').description('list VMs, where they run and whether their host is alive')
+    .option('--network <net>', 'only this network').option('--json', 'print JSON'))
+    .action((o: VmFlags) => withWriter(o, async (writer) => {
+      const [vms, states, hosts, networks] = await Promise.all([
+        writer.listVms(o.network), writer.listVmStates(), writer.listHosts(), writer.listNetworks(),
+      ]);
+      const alive = new Set(hosts.map((h) => h.name));
+      const prefix = new Map(networks.map((n) => [n.name, n.prefix6]));
+      const rows = vms.map((vm) => {
+        const s = states.get(`${vm.network}/${vm.name}`);
+        return {
+          vm, state: s?.state, hostAlive: vm.host ? alive.has(vm.host) : undefined,
+          address: prefix.has(vm.network) ? derived(vm, prefix.get(vm.network)!) : undefined,
+        };
+      });
+      if (o.json) return printJson(rows.map((r) => ({ ...r.vm, address: r.address, state: r.state ?? null, hostAlive: r.hostAlive ?? null })));
+      printTable(['NAME', 'NETWORK', 'MAC', 'ADDRESS', 'OWNER', 'HOST', 'STATE'], rows.map((r) => [
+        r.vm.name, r.vm.network, r.vm.mac, r.address, r.vm.owner,
+        r.vm.host ? `${r.vm.host}${r.hostAlive ? '' : ' (down)'}` : undefined, r.state,
+      ]));
+    }));
+
+  withStore(cmd.command('show <name>').description('show one VM').option('--network <net>', 'its network, if ambiguous').option('--json', 'print JSON'))
+    .action((name: string, o: VmFlags) => withWriter(o, async (writer) => {
+      const { vm } = await writer.findVm(name, o.network);
+      const { network } = await writer.getNetwork(vm.network);
+      const state = (await writer.listVmStates()).get(`${vm.network}/${vm.name}`);
+      if (o.json) return printJson({ ...vm, derivedAddress: derived(vm, network.prefix6), state: state ?? null });
+      printTable(['FIELD', 'VALUE'], [
+        ['id', vm.id], ['name', vm.name], ['fqdn', `${vm.name}.${network.domain}`], ['network', vm.network],
+        ['owner', vm.owner], ['mac', vm.mac], ['addresses', [derived(vm, network.prefix6), ...vm.addresses].join(' ')],
+        ['host', vm.host], ['state', state ? `${state.state} since ${state.since}${state.lastError ? ` (${state.lastError})` : ''}` : undefined],
+        ['memory', `${vm.resources.memoryMiB} MiB`], ['cpus', vm.resources.cpus],
+        ['boot', vm.resources.disk ?? vm.resources.kernel], ['user-data', vm.userData ? `${vm.userData.length} bytes` : undefined],
+        ['ssh-keys', vm.sshKeys.length], ['meta', Object.entries(vm.meta).map(([k, v]) => `${k}=${v}`).join(' ')],
+        ['require-token', String(vm.requireToken)],
+      ]);
+    }));
+
+  withStore(cmd.command('rm <name>').description('remove a VM (its agent stops it)').option('--network <net>', 'its network, if ambiguous'))
+    .action((name: string, o: VmFlags) => withWriter(o, async (writer) => {
+      const vm = await writer.removeVm(name, o.network);
+      process.stdout.write(`vm ${vm.name} removed from ${vm.network}\n`);
+    }));
+  return cmd;
+}

@@ -1,0 +1,38 @@
+// The configuration of `serve` and `agent`: one schema for the YAML file, the environment and
+// the flags. Precedence: flags > environment > file > defaults (see load.ts).
+import { z } from 'zod';
+import { parseHostPort, parsePrefix } from '../model/ip.js';
+
+const hostPort = (defaultPort: number) => z.string().refine((s) => parseHostPort(s, defaultPort) !== undefined, `must be ADDR[:PORT] (IPv6 in brackets)`);
+const cidr = z.string().refine((s) => parsePrefix(s) !== undefined, 'must be a CIDR prefix');
+
+export const ConfigSchema = z.object({
+  store: z.object({
+    /** etcd://HOST:PORT[,HOST:PORT] or file:PATH; none means the embedded demo (serve only). */
+    url: z.string().optional(),
+    prefix: z.string().regex(/^\/[A-Za-z0-9_./-]*$/, 'must start with /').default('/uncloud'),
+    tls: z.object({ ca: z.string(), cert: z.string().optional(), key: z.string().optional() }).strict().optional(),
+  }).strict().default({ prefix: '/uncloud' }),
+  log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).strict().default({ level: 'info' }),
+  serve: z.object({
+    networks: z.array(z.string()).default([]),
+    dns: z.array(hostPort(53)).default([]),
+    http: z.array(hostPort(80)).default([]),
+    admin: z.array(hostPort(9153)).default(['[::1]:9153']),
+    upstreams: z.array(hostPort(53)).default([]),
+    ttl: z.number().int().min(0).max(86400).default(30),
+    bareMetadata: z.boolean().default(true),
+    recursionAcl: z.array(cidr).optional(),
+    /** File holding the IMDSv2 token key; replicas of one network must share it. */
+    tokenSecretFile: z.string().optional(),
+    workers: z.number().int().min(1).max(64).default(1),
+  }).strict().default({} as never),
+  agent: z.object({
+    host: z.string().optional(),
+    stateDir: z.string().default('/var/lib/uncloud-metadata/agent'),
+    accel: z.enum(['kvm', 'tcg']).optional(),
+    qemu: z.string().default('qemu-system-x86_64'),
+  }).strict().default({} as never),
+}).strict();
+
+export type Config = z.output<typeof ConfigSchema>;
