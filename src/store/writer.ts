@@ -189,12 +189,14 @@ export class StoreWriter {
       if (r.succeeded) return vm;
       // Find out which compare failed, and either name it or retry with a fresh MAC.
       if (await this.kv.get(this.keys.vm(vm.network, vm.name))) throw exists(`VM "${vm.name}" already exists in network "${vm.network}"`);
-      for (const c of claims.slice(1)) {
-        const holder = await this.kv.get(c.key);
-        if (holder) throw exists(`address ${c.key.slice(this.keys.address('').length)} is already used by VM ${holder.value}`);
-      }
       const macHolder = await this.kv.get(claims[0].key);
       if (macHolder && givenMac) throw exists(`MAC ${vm.mac} is already used by VM ${macHolder.value}`);
+      if (!macHolder) {
+        for (const c of claims.slice(1)) {
+          const holder = await this.kv.get(c.key);
+          if (holder) throw exists(`address ${c.key.slice(this.keys.address('').length)} is already used by VM ${holder.value}`);
+        }
+      }
       // otherwise: the network changed, or a random MAC collided; go again
     }
     throw new StoreError('conflict', `could not create VM "${input.name}": the store kept changing; try again`);

@@ -1,0 +1,60 @@
+// The admin listener: /healthz, /readyz, /metrics. Never on a VM-facing address: by default it
+// listens on [::1]:9153 only.
+import { createServer, type Server } from 'node:http';
+import type { Registry as Metrics } from 'prom-client';
+import type { Registry } from '../registry/registry.js';
+import type { StateSource } from '../store/kv.js';
+
+export interface AdminOptions {
+  listen: { host: string; port: number }[];
+  registry: Registry;
+  source: () => StateSource | undefined;
+  metrics: Metrics;
+}
+
+/** ready: loaded and following; degraded: serving the last known state while the store is away. */
+export function readiness(registry: Registry, source: StateSource | undefined): { status: 'loading' | 'ready' | 'degraded'; revision: number; vms: number; store?: string } {
+  const h = source?.health();
+  if (!registry.loaded || !h) return { status: 'loading', revision: 0, vms: 0 };
+  return {
+    status: h.connected && h.live ? 'ready' : 'degraded',
+    revision: registry.revision,
+    vms: registry.vmCount,
+    ...(h.lastError && !h.connected ? { store: h.lastError } : {}),
+  };
+}
+
+export async function startAdmin(opts: AdminOptions): Promise<{ close(): Promise<void> }> {
+  const handler = async (path: string): Promise<{ status: number; type: string; body: string }> => {
+    if (path === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' };
+    if (path === '/readyz') {
+      const r = readiness(opts.registry, opts.source());
+      return { status: r.status === 'loading' ? 503 : 200, type: 'application/json', body: `${JSON.stringify(r)}\n` };
+    }
+    if (path === '/metrics') return { status: 200, type: opts.metrics.contentType, body: await opts.metrics.metrics() };
+    return { status: 404, type: 'text/plain', body: 'not found\n' };
+  };
+  const servers: Server[] = [];
+  for (const l of opts.listen) {
+    const server = createServer((req, res) => {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end();
+        return;
+      }
+      handler(new URL(req.url ?? '/', 'http://admin').pathname).then(
+        (r) => res.writeHead(r.status, { 'content-type': r.type }).end(req.method === 'HEAD' ? undefined : r.body),
+        () => res.writeHead(500).end(),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(l.port, l.host, () => resolve());
+    });
+    servers.push(server);
+  }
+  return {
+    close: async () => {
+      await Promise.all(servers.map((s) => new Promise((r) => { s.closeAllConnections(); s.close(r); })));
+    },
+  };
+}
