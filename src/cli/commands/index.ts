@@ -1,6 +1,8 @@
 // Commands beyond the record editors: the daemons and operator tools.
 import type { Command } from 'commander';
+import { statusCommand } from './status.js';
+import { configCommand } from './config.js';
 
 export function extraCommands(): Command[] {
-  return [];
+  return [statusCommand(), configCommand()];
 }
