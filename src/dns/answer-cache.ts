@@ -1,0 +1,125 @@
+// The wire-format answer cache the UDP hot path serves from. The key is the question exactly as
+// it sits in the packet, lower-cased (QNAME + QTYPE + QCLASS), plus the EDNS size class; serving
+// a hit is a copy, an ID/flags patch, the client's own question bytes, and (for forwarded
+// answers) TTLs aged in place. Nothing on that path decodes or encodes a message.
+import { HEADER_LEN, TYPE } from './wire.js';
+
+export interface CachedWire {
+  wire: Buffer;
+  /** Counted in metrics on every hit. */
+  qtype: number;
+  rcode: number;
+  /** Forwarded answers: only for clients the recursion ACL allows, and they age. */
+  recursive: boolean;
+  ttlOffsets: number[];
+  ttls: number[];
+  storedAt: number;
+  /** ms since epoch; Infinity for authoritative answers (dropped on registry change instead). */
+  expiresAt: number;
+}
+
+export interface HotQuestion {
+  key: string;
+  questionEnd: number;
+  qtype: number;
+}
+
+const scratch = Buffer.alloc(512);
+
+/**
+ * The cache key of a plain query (one question, at most one OPT and nothing else), or undefined
+ * when the packet needs the full parser. Cheap: one pass over the name, no allocation for an
+ * all-lower-case name beyond the key string itself.
+ */
+export function hotQuestion(buf: Buffer): HotQuestion | undefined {
+  const len = buf.length;
+  if (len < 17) return undefined;
+  // QR=0, opcode 0 (byte 2 bits 7..3 zero), QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 0 or 1.
+  if ((buf[2] & 0xf8) !== 0 || buf[4] !== 0 || buf[5] !== 1 || buf[6] !== 0 || buf[7] !== 0 || buf[8] !== 0 || buf[9] !== 0 || buf[10] !== 0 || buf[11] > 1) return undefined;
+  let off = HEADER_LEN;
+  let upper = false;
+  for (;;) {
+    if (off >= len) return undefined;
+    const l = buf[off];
+    if (l === 0) break;
+    if (l > 63) return undefined;
+    const end = off + 1 + l;
+    if (end > len) return undefined;
+    for (let i = off + 1; i < end; i++) {
+      const c = buf[i];
+      if ((c >= 65 && c <= 90) || c >= 0x80) upper = true;
+    }
+    off = end;
+  }
+  const nameEnd = off + 1;
+  const questionEnd = nameEnd + 4;
+  if (questionEnd > len || questionEnd - HEADER_LEN > 259) return undefined;
+  let sizeClass: string;
+  if (buf[11] === 0) {
+    if (questionEnd !== len) return undefined;
+    sizeClass = '';
+  } else {
+    // The OPT: root owner, type 41, version 0 (byte 6; byte 5 is the extended RCODE), nothing after it.
+    if (questionEnd + 11 > len || buf[questionEnd] !== 0 || buf[questionEnd + 1] !== 0 || buf[questionEnd + 2] !== TYPE.OPT || buf[questionEnd + 6] !== 0) return undefined;
+    if (questionEnd + 11 + ((buf[questionEnd + 9] << 8) | buf[questionEnd + 10]) !== len) return undefined;
+    const payload = Math.max(512, (buf[questionEnd + 3] << 8) | buf[questionEnd + 4]);
+    sizeClass = `/${payload}${buf[questionEnd + 7] & 0x80 ? 'd' : ''}`;
+  }
+  let q: string;
+  if (!upper) {
+    q = buf.toString('latin1', HEADER_LEN, questionEnd);
+  } else {
+    // ASCII-only case folding (a byte >= 0x80 is left alone, unlike latin1 toLowerCase).
+    for (let i = HEADER_LEN; i < nameEnd; i++) {
+      const c = buf[i];
+      scratch[i - HEADER_LEN] = c >= 65 && c <= 90 ? c + 32 : c;
+    }
+    buf.copy(scratch, nameEnd - HEADER_LEN, nameEnd, questionEnd);
+    q = scratch.toString('latin1', 0, questionEnd - HEADER_LEN);
+  }
+  return { key: q + sizeClass, questionEnd, qtype: (buf[nameEnd] << 8) | buf[nameEnd + 1] };
+}
+
+/** A response for this query from a cached one: ID, RD/CD and the question bytes from the query. */
+export function serveCached(entry: CachedWire, query: Buffer, questionEnd: number, now: number): Buffer {
+  const out = Buffer.allocUnsafe(entry.wire.length);
+  entry.wire.copy(out);
+  out[0] = query[0];
+  out[1] = query[1];
+  out[2] = (out[2] & 0xfe) | (query[2] & 0x01);
+  out[3] = (out[3] & 0xef) | (query[3] & 0x10);
+  query.copy(out, HEADER_LEN, HEADER_LEN, questionEnd);
+  const offsets = entry.ttlOffsets;
+  if (offsets.length) {
+    const age = Math.floor((now - entry.storedAt) / 1000);
+    for (let i = 0; i < offsets.length; i++) out.writeUInt32BE(Math.max(0, entry.ttls[i] - age), offsets[i]);
+  }
+  return out;
+}
+
+/** Insertion-ordered map with a size bound: when full, the oldest entry goes. */
+export class AnswerCache {
+  private map = new Map<string, CachedWire>();
+  constructor(private readonly maxEntries = 50_000) {}
+
+  get(key: string): CachedWire | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: string, entry: CachedWire): void {
+    if (this.map.size >= this.maxEntries) this.map.delete(this.map.keys().next().value!);
+    this.map.set(key, entry);
+  }
+
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+
+  clear(): void {
+    this.map = new Map();
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}

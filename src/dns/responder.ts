@@ -1,0 +1,217 @@
+// What to answer, independent of transport. `fast` serves the UDP hot path from the wire cache
+// (no decode); `respond` is the full path: parse, authoritative answer or forward, and fill the
+// cache. Everything derived from the registry is dropped on its 'change' event and rebuilt lazily.
+import type { Logger } from 'pino';
+import type { Registry, RegistryChange } from '../registry/registry.js';
+import { parseAddress } from '../model/ip.js';
+import { Acl } from './acl.js';
+import { Authority } from './authority.js';
+import { AnswerCache, hotQuestion, serveCached, type CachedWire } from './answer-cache.js';
+import { encodeAnswer } from './encode.js';
+import { Forwarder, parseUpstreams, type CachedAnswer, type Upstream } from './forwarder.js';
+import type { DnsMetrics } from './metrics.js';
+import {
+  HEADER_LEN, RCODE, RCODE_BADVERS, TYPE, errorResponse, optRecord, parseQuery, responseFlags, type Query,
+} from './wire.js';
+
+export interface ResponderOptions {
+  registry: Registry;
+  upstreams: Upstream[];
+  ttl: number;
+  bareMetadata: boolean;
+  /** Fixed ACL; undefined means "served prefixes + loopback", recomputed on network changes. */
+  recursionAcl?: Acl;
+  log: Logger;
+  metrics: DnsMetrics;
+  forwardTimeoutMs?: number;
+}
+
+interface ClientInfo {
+  allowed: boolean;
+  /** Which upstream set (and so which forward-cache partition) this client uses. */
+  group: string;
+  upstreams: Upstream[];
+  /** The network whose `metadata` a bare `metadata.` query gets. */
+  metaNet?: string;
+}
+
+/** `metadata.` as it starts a hot-path key: the bare single-label name, then QTYPE. */
+const BARE_METADATA_KEY = '\x08metadata\x00';
+const MAX_CLIENTS = 10_000;
+
+export class Responder {
+  private authorityCache?: Authority;
+  private readonly cache = new AnswerCache();
+  private clients = new Map<string, ClientInfo>();
+  private acl: Acl;
+  private readonly forwarder: Forwarder;
+  private recursionOffered: boolean;
+  private readonly onChange: (c: RegistryChange) => void;
+
+  constructor(private readonly opts: ResponderOptions) {
+    this.acl = opts.recursionAcl ?? Acl.forNetworks(opts.registry);
+    this.recursionOffered = this.computeRecursionOffered();
+    this.forwarder = new Forwarder({ log: opts.log, metrics: opts.metrics, timeoutMs: opts.forwardTimeoutMs });
+    this.onChange = (c) => {
+      // Clear all: rebuilding is cheap next to how rarely the registry changes.
+      this.authorityCache = undefined;
+      this.cache.clear();
+      this.clients = new Map();
+      if (c.networksChanged || c.all) {
+        if (!opts.recursionAcl) this.acl = Acl.forNetworks(opts.registry);
+        this.recursionOffered = this.computeRecursionOffered();
+      }
+      opts.log.debug({ generation: c.generation, revision: c.revision }, 'dns answers invalidated');
+    };
+    opts.registry.on('change', this.onChange);
+  }
+
+  close(): void {
+    this.opts.registry.off('change', this.onChange);
+    this.forwarder.close();
+  }
+
+  /** A cached answer for a plain UDP query, or undefined to take the full path. */
+  fast(msg: Buffer, address: string): Buffer | undefined {
+    const h = hotQuestion(msg);
+    if (!h) return undefined;
+    let e = this.cache.get(h.key);
+    if (!e) {
+      const c = this.client(address);
+      const key = h.key + this.suffix(h.key, c);
+      e = this.cache.get(key);
+      if (!e) return undefined;
+      if (e.recursive) {
+        if (!c.allowed) return undefined;
+        if (e.expiresAt <= Date.now()) {
+          this.cache.delete(key);
+          return undefined;
+        }
+      }
+    }
+    this.opts.metrics.cacheHits++;
+    this.opts.metrics.query(h.qtype, e.rcode);
+    return serveCached(e, msg, h.questionEnd, e.recursive ? Date.now() : 0);
+  }
+
+  /** The full path for any query over any transport; undefined means stay silent. Never throws. */
+  async respond(msg: Buffer, address: string, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    try {
+      return await this.respondUnsafe(msg, address, transport);
+    } catch (err) {
+      // A bug, not bad input: answer SERVFAIL if we can, and say so in the log.
+      this.opts.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'dns query failed');
+      const p = parseQuery(msg);
+      return p.ok ? errorResponse(msg, p.query.id, p.query.flags, RCODE.SERVFAIL, p.query.questionEnd, { edns: p.query.ednsPayload !== undefined }) : undefined;
+    }
+  }
+
+  private async respondUnsafe(msg: Buffer, address: string, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    const metrics = this.opts.metrics;
+    const p = parseQuery(msg);
+    if (!p.ok) {
+      if (p.silent) return undefined;
+      metrics.query(0, p.rcode);
+      if (p.rcode === RCODE_BADVERS) return errorResponse(msg, p.id, p.flags, 0, p.questionEnd, { edns: true, extendedRcodeHigh: 1 });
+      return errorResponse(msg, p.id, p.flags, p.rcode, p.questionEnd, { edns: p.ednsPayload !== undefined });
+    }
+    metrics.cacheMisses++;
+    const q = p.query;
+    const edns = q.ednsPayload !== undefined;
+    const limit = transport === 'tcp' ? 65535 : (q.ednsPayload ?? 512);
+    const hot = transport === 'udp' ? hotQuestion(msg) : undefined;
+    const c = this.client(address);
+    const refuse = (aa = false) => {
+      metrics.query(q.qtype, RCODE.REFUSED);
+      return errorResponse(msg, q.id, q.flags, RCODE.REFUSED, q.questionEnd, { edns, aa, ra: this.recursionOffered, dnssecOk: q.dnssecOk });
+    };
+    const auth = this.authority();
+    if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return refuse();
+
+    const bare = this.opts.bareMetadata && q.qname === 'metadata' && c.metaNet !== undefined;
+    const answer = bare ? auth.bareMetadata(c.metaNet!, q.qtype) : auth.lookup(q.qname, q.qtype);
+    if (answer) {
+      const out = encodeAnswer(msg, q.id, q.flags, answer, {
+        qname: q.qname, questionEnd: q.questionEnd, edns, dnssecOk: q.dnssecOk, limit, aa: true, ra: this.recursionOffered,
+      });
+      if (hot) this.cache.set(bare ? `${hot.key}|m${c.metaNet}` : hot.key, entry(out, q.qtype, answer.rcode, false));
+      metrics.query(q.qtype, answer.rcode);
+      return out;
+    }
+
+    // Not ours: forward, but only for clients allowed to recurse, and only if there is anywhere to go.
+    if (!c.allowed || !c.upstreams.length) return refuse();
+    const qnameWire = Buffer.from(msg.subarray(HEADER_LEN, q.questionEnd - 4));
+    for (let i = 0; i < qnameWire.length; i++) if (qnameWire[i] >= 65 && qnameWire[i] <= 90) qnameWire[i] += 32;
+    const a = await this.forwarder.resolve(qnameWire, q.qname, q.qtype, q.qclass, c.upstreams, c.group);
+    const { out, truncated } = forwardedResponse(msg, q, a, limit, edns);
+    if (hot && a.expiresAt > Date.now()) {
+      const e = entry(out, q.qtype, a.rcode, true);
+      if (!truncated) {
+        e.ttlOffsets = a.ttlOffsets;
+        e.ttls = a.ttls;
+      }
+      e.storedAt = a.storedAt;
+      e.expiresAt = a.expiresAt;
+      this.cache.set(`${hot.key}|f${c.group}`, e);
+    }
+    metrics.query(q.qtype, a.rcode);
+    return out;
+  }
+
+  private authority(): Authority {
+    this.authorityCache ??= new Authority(this.opts.registry, this.opts.ttl);
+    return this.authorityCache;
+  }
+
+  private suffix(key: string, c: ClientInfo): string {
+    return this.opts.bareMetadata && c.metaNet !== undefined && key.startsWith(BARE_METADATA_KEY) ? `|m${c.metaNet}` : `|f${c.group}`;
+  }
+
+  private client(address: string): ClientInfo {
+    let c = this.clients.get(address);
+    if (c) return c;
+    const addr = parseAddress(address);
+    const net = addr ? this.opts.registry.networkForAddress(addr) : undefined;
+    const own = net?.network.upstreams.length ? parseUpstreams(net.network.upstreams) : undefined;
+    const all = this.opts.registry.networks();
+    c = {
+      allowed: this.acl.allows(address),
+      group: own ? net!.network.name : '',
+      upstreams: own ?? this.opts.upstreams,
+      metaNet: net?.network.name ?? (all.length === 1 ? all[0].network.name : undefined),
+    };
+    if (this.clients.size >= MAX_CLIENTS) this.clients = new Map();
+    this.clients.set(address, c);
+    return c;
+  }
+
+  private computeRecursionOffered(): boolean {
+    return this.opts.upstreams.length > 0 || this.opts.registry.networks().some((n) => n.network.upstreams.length > 0);
+  }
+}
+
+function entry(wire: Buffer, qtype: number, rcode: number, recursive: boolean): CachedWire {
+  return { wire, qtype, rcode, recursive, ttlOffsets: [], ttls: [], storedAt: 0, expiresAt: Infinity };
+}
+
+/** A client's response from a cached upstream answer: its ID and flags, its question bytes, aged TTLs, our OPT. */
+function forwardedResponse(msg: Buffer, q: Query, a: CachedAnswer, limit: number, edns: boolean): { out: Buffer; truncated: boolean } {
+  const opt = edns ? optRecord(0, q.dnssecOk) : undefined;
+  const size = a.core.length + (opt?.length ?? 0);
+  if (size > limit) {
+    return { out: errorResponse(msg, q.id, q.flags, a.rcode, q.questionEnd, { edns, ra: true, tc: true, dnssecOk: q.dnssecOk }), truncated: true };
+  }
+  const out = Buffer.allocUnsafe(size);
+  a.core.copy(out);
+  out.writeUInt16BE(q.id, 0);
+  out.writeUInt16BE(responseFlags(q.flags, a.rcode, false, true), 2);
+  msg.copy(out, HEADER_LEN, HEADER_LEN, q.questionEnd);
+  const age = Math.floor((Date.now() - a.storedAt) / 1000);
+  for (let i = 0; i < a.ttlOffsets.length; i++) out.writeUInt32BE(Math.max(0, a.ttls[i] - age), a.ttlOffsets[i]);
+  if (opt) {
+    out.writeUInt16BE(out.readUInt16BE(10) + 1, 10);
+    opt.copy(out, a.core.length);
+  }
+  return { out, truncated: false };
+}
