@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { statusCommand } from './status.js';
 import { configCommand } from './config.js';
+import { raConfigCommand } from './ra-config.js';
 
 export function extraCommands(): Command[] {
-  return [statusCommand(), configCommand()];
+  return [statusCommand(), configCommand(), raConfigCommand()];
 }
