@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { statusCommand } from './status.js';
 import { configCommand } from './config.js';
 import { raConfigCommand } from './ra-config.js';
+import { agentCommand } from './agent.js';
 
 export function extraCommands(): Command[] {
-  return [statusCommand(), configCommand(), raConfigCommand()];
+  return [agentCommand(), statusCommand(), configCommand(), raConfigCommand()];
 }

@@ -1,0 +1,51 @@
+// uncloud-metadata agent: the host agent (qemu + taps + nftables) for one hypervisor.
+import { Command, Option } from 'commander';
+import { loadConfig, ConfigError, setPath } from '../../config/load.js';
+import { createLogger } from '../../log.js';
+import { openStore } from '../../store/open.js';
+import { startAgent } from '../../agent/agent.js';
+import { CliError } from '../errors.js';
+
+interface AgentFlags { config?: string; store?: string; prefix?: string; host?: string; stateDir?: string; accel?: 'kvm' | 'tcg'; qemu?: string; logLevel?: string }
+
+export function agentCommand(): Command {
+  return new Command('agent')
+    .description('run the host agent: launch this host\'s VMs with qemu, wire taps to bridges, lock them with nftables')
+    .option('--config <file>', 'YAML config file')
+    .option('--store <url>', 'etcd://HOST:PORT[,HOST:PORT] or file:PATH')
+    .option('--prefix <prefix>', 'key prefix in the store')
+    .option('--host <name>', 'this hypervisor\'s name (as in vm add --host)')
+    .option('--state-dir <dir>', 'per-VM console logs, QMP sockets, pidfiles')
+    .addOption(new Option('--accel <accel>', 'accelerator (default: kvm when /dev/kvm works, else tcg)').choices(['kvm', 'tcg']))
+    .option('--qemu <path>', 'qemu binary')
+    .option('--log-level <level>', 'trace|debug|info|warn|error')
+    .action(async (o: AgentFlags) => {
+      const flags: Record<string, unknown> = {};
+      const set = (path: string[], v: unknown) => { if (v !== undefined) setPath(flags, path, v); };
+      set(['store', 'url'], o.store);
+      set(['store', 'prefix'], o.prefix);
+      set(['log', 'level'], o.logLevel);
+      set(['agent', 'host'], o.host);
+      set(['agent', 'stateDir'], o.stateDir);
+      set(['agent', 'accel'], o.accel);
+      set(['agent', 'qemu'], o.qemu);
+      let cfg;
+      try {
+        cfg = loadConfig({ file: o.config, flags });
+      } catch (err) {
+        if (err instanceof ConfigError) throw new CliError(err.message);
+        throw err;
+      }
+      if (!cfg.store.url) throw new CliError('agent needs a store: --store etcd://HOST:PORT (or UNCLOUD_METADATA_STORE)');
+      if (!cfg.agent.host) throw new CliError('agent needs --host NAME (this hypervisor, as in vm add --host)');
+      const log = createLogger(cfg.log.level);
+      const store = openStore(cfg.store.url, { prefix: cfg.store.prefix, tls: cfg.store.tls });
+      const agent = await startAgent({ store, host: cfg.agent.host, stateDir: cfg.agent.stateDir, accel: cfg.agent.accel, qemu: cfg.agent.qemu, log });
+      const stop = (signal: string) => {
+        log.info({ signal }, 'agent stopping; VMs keep running');
+        agent.stop().then(() => store.kv.close()).then(() => process.exit(0), () => process.exit(1));
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+}
