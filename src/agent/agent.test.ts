@@ -1,0 +1,131 @@
+// The agent against real etcd, real qemu (TCG, no guest OS: the firmware idles), real links and
+// nftables inside a network namespace (ip, nft and qemu run through `ip netns exec` wrappers).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, existsSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { etcdTestStore, eventually, type TestStore } from '../../test/support/store.js';
+import { Netns } from '../../test/e2e/netns.js';
+import { silentLogger } from '../log.js';
+import { startAgent, type Agent, type AgentOptions } from './agent.js';
+import { isOurQemu, probeAccel, readPid, vmFiles } from './qemu.js';
+import { qmpCommand } from './qmp.js';
+import { tapName } from './names.js';
+import { TABLE } from './nft.js';
+import { VmStateSchema, HostSchema } from '../model/schema.js';
+
+
+describe('probeAccel', () => {
+  const fake = (body: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'uct-fakeqemu-'));
+    const p = join(dir, 'qemu');
+    writeFileSync(p, `#!/bin/sh\n${body}\n`);
+    chmodSync(p, 0o755);
+    return p;
+  };
+  it('picks kvm only when the probe guest ran (exit 3), tcg when it hangs or fails', async () => {
+    expect(await probeAccel(fake('exit 3'))).toBe('kvm');
+    expect(await probeAccel(fake('exit 1'))).toBe('tcg');
+    expect(await probeAccel(fake('sleep 30'), 500)).toBe('tcg');
+  });
+});
+
+describe('agent', () => {
+  let ts: TestStore;
+  let ns: Netns;
+  let stateDir: string;
+  let agent: Agent | undefined;
+  let base: AgentOptions;
+  const key = 'lab/web1';
+
+  const state = async () => {
+    const e = await ts.store.kv.get(ts.store.keys.vmState('lab', 'web1'));
+    return e ? VmStateSchema.parse(JSON.parse(e.value)) : undefined;
+  };
+
+  beforeAll(async () => {
+    ts = etcdTestStore();
+    ns = await Netns.create('ucagt');
+    stateDir = mkdtempSync(join(tmpdir(), 'uct-agent-'));
+    base = {
+      store: ts.store, host: 'hv1', stateDir, accel: 'tcg', log: silentLogger(),
+      qemu: ns.wrapper('qemu-system-x86_64'), ip: ns.wrapper('ip'), nft: ns.wrapper('nft'),
+      sweepMs: 200, stopTimeoutMs: 1000, backoffMs: 200, heartbeatTtlSeconds: 2,
+    };
+    await ts.writer.addNetwork({ name: 'lab', prefix6: 'fd00:7::/64', domain: 'lab.example', metadata6: 'fd00:7::53' });
+    await ts.writer.addVm({ name: 'web1', network: 'lab', host: 'hv1', mac: '52:54:00:aa:00:01', resources: { memoryMiB: 64, cpus: 1 } });
+    await ts.writer.addVm({ name: 'db1', network: 'lab', host: 'hv2', mac: '52:54:00:aa:00:02', resources: { memoryMiB: 64, cpus: 1 } });
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    const pid = readPid(join(stateDir, 'lab', 'web1'));
+    if (pid && isOurQemu(pid, key)) process.kill(pid, 'SIGKILL');
+    await ns?.delete();
+    await ts?.close();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('starts the VMs scheduled to its host, on a bridge and tap, behind its rules, and reports them', async () => {
+    agent = await startAgent(base);
+    const s = await eventually(async () => { const v = await state(); return v?.state === 'running' ? v : undefined; }, 20_000);
+    expect(s).toMatchObject({ host: 'hv1', state: 'running', restarts: 0 });
+    expect(isOurQemu(s!.pid!, key)).toBe(true);
+    // Only its own VM: db1 belongs to hv2.
+    expect(await ts.store.kv.get(ts.store.keys.vmState('lab', 'db1'))).toBeUndefined();
+    expect(existsSync(join(stateDir, 'lab', 'db1'))).toBe(false);
+
+    const tap = tapName('lab', 'web1');
+    expect(tap.length).toBeLessThanOrEqual(15);
+    const link = JSON.parse(await ns.ip(['-j', 'link', 'show', tap]))[0];
+    expect(link.master).toBe('br-lab');
+    const rules = await ns.exec('nft', ['list', 'table', 'bridge', TABLE]);
+    expect(rules).toContain(`iifname "${tap}"`);
+    expect(rules).toContain('ether saddr != 52:54:00:aa:00:01');
+    expect(rules).toMatch(/ip6 saddr \{?[^\n]*fd00:7::53/); // the metadata address is never a VM's source
+    expect(rules).toContain('fd00:7::5054:ff:feaa:2'); // nor is db1's
+
+    expect(await qmpCommand(vmFiles(join(stateDir, 'lab', 'web1')).qmp, 'query-status')).toMatchObject({ running: true });
+    const host = await ts.store.kv.get(ts.store.keys.host('hv1'));
+    expect(HostSchema.parse(JSON.parse(host!.value))).toMatchObject({ name: 'hv1', vms: 1 });
+  }, 60_000);
+
+  it('adopts the running VM after a restart instead of starting a second one', async () => {
+    const before = (await state())!;
+    await agent!.stop();
+    agent = undefined;
+    expect(isOurQemu(before.pid!, key)).toBe(true); // stopping the agent leaves VMs running
+    await eventually(async () => !(await ts.store.kv.get(ts.store.keys.host('hv1'))), 5000); // lease revoked
+    agent = await startAgent(base);
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = (await state())!;
+    expect(after).toMatchObject({ state: 'running', pid: before.pid, since: before.since, restarts: 0 });
+    expect(readPid(join(stateDir, 'lab', 'web1'))).toBe(before.pid);
+    expect(await ts.store.kv.get(ts.store.keys.host('hv1'))).toBeDefined();
+  }, 60_000);
+
+  it('restarts a qemu that died, and records it', async () => {
+    const before = (await state())!;
+    process.kill(before.pid!, 'SIGKILL');
+    const after = await eventually(async () => {
+      const s = await state();
+      return s?.state === 'running' && s.pid !== before.pid ? s : undefined;
+    }, 20_000);
+    expect(after).toMatchObject({ restarts: 1, lastError: 'qemu exited' });
+    expect(isOurQemu(after!.pid!, key)).toBe(true);
+    expect(isOurQemu(before.pid!, key)).toBe(false);
+  }, 60_000);
+
+  it('stops the VM, removes its tap, rules and state when it moves to another host', async () => {
+    const pid = (await state())!.pid!;
+    const tap = tapName('lab', 'web1');
+    await ts.writer.setVm('web1', 'lab', { host: 'hv9' });
+    await eventually(() => !isOurQemu(pid, key), 15_000);
+    await eventually(async () => !(await state()), 10_000);
+    await eventually(async () => !(await ns.ip(['-j', 'link', 'show']).then((o) => o.includes(`"${tap}"`))), 5000);
+    const rules = await ns.exec('nft', ['list', 'table', 'bridge', TABLE]);
+    expect(rules).not.toContain(tap);
+    // The bridge stays: it is the network's, not the VM's.
+    expect(await ns.ip(['link', 'show', 'br-lab'])).toContain('br-lab');
+  }, 60_000);
+});
