@@ -1,0 +1,26 @@
+// The appliance's own shape: one JSON document of the VM, and /keys as authorized_keys text
+// (usable as sshd's AuthorizedKeysCommand, so key changes apply without touching the guest).
+import type { VmView } from '../../registry/registry.js';
+import { JSON_TYPE, TEXT, rendered, type Rendered } from './rendered.js';
+
+export function renderNative(view: VmView): Map<string, Rendered> {
+  const { vm } = view;
+  const doc = {
+    id: vm.id,
+    name: vm.name,
+    fqdn: view.fqdn,
+    network: vm.network,
+    domain: view.network.domain,
+    mac: vm.mac,
+    addresses: { ipv6: view.addresses6, ipv4: view.addresses4 },
+    owner: vm.owner ?? null,
+    sshKeys: view.authorizedKeys,
+    meta: vm.meta,
+    metadata: { ipv6: view.network.metadata6, ipv4: view.network.metadata4 ?? null },
+  };
+  const keys = view.authorizedKeys.length ? `${view.authorizedKeys.join('\n')}\n` : '';
+  return new Map([
+    ['instance', rendered(`${JSON.stringify(doc, null, 2)}\n`, JSON_TYPE)],
+    ['keys', rendered(keys, TEXT)],
+  ]);
+}

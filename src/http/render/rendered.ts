@@ -1,0 +1,32 @@
+// One ready answer: body, status and headers (ETag included), built once per VM revision and
+// sent as is, so the hot path does no formatting or hashing.
+import { createHash } from 'node:crypto';
+
+export interface Rendered {
+  status: number;
+  body: string;
+  etag: string;
+  /** Plain object: @hono/node-server writes it straight to node:http. */
+  headers: Record<string, string>;
+}
+
+export const TEXT = 'text/plain; charset=utf-8';
+export const JSON_TYPE = 'application/json';
+
+export function etagOf(body: string): string {
+  return createHash('sha256').update(body).digest('hex').slice(0, 16);
+}
+
+export function rendered(body: string, contentType: string, extra: Record<string, string> = {}, status = 200): Rendered {
+  const etag = etagOf(body);
+  return { status, body, etag, headers: { 'content-type': contentType, etag: `"${etag}"`, ...extra } };
+}
+
+export function toResponse(r: Rendered): Response {
+  return new Response(r.body, { status: r.status, headers: r.headers });
+}
+
+/** Short generic answers: they say nothing about which VMs exist. */
+export function plain(status: number, body: string, extra: Record<string, string> = {}): Response {
+  return new Response(body, { status, headers: { 'content-type': TEXT, ...extra } });
+}

@@ -1,0 +1,62 @@
+// /computeMetadata/v1: GCE-style metadata. Needs "Metadata-Flavor: Google" (as GCE does, so a
+// browser or a naive proxy cannot be made to fetch it), answers with it, and long-polls with
+// ?wait_for_change=true&last_etag=E&timeout_sec=N until the answer's ETag differs from E.
+import { plain, toResponse, type Rendered } from '../render/rendered.js';
+import { header, type Ctx } from '../request.js';
+import type { GceAlt } from '../render/gce.js';
+import type { RouteDeps, VmHandler } from './deps.js';
+
+const FLAVOR = { 'metadata-flavor': 'Google' };
+const gceNotFound = () => plain(404, 'not found\n', FLAVOR);
+const gceBad = (why: string) => plain(400, `${why}\n`, FLAVOR);
+
+export const DEFAULT_WAIT_SEC = 300;
+export const MAX_WAIT_SEC = 3600;
+
+function flavourCheck(c: Ctx): Response | undefined {
+  if (header(c, 'metadata-flavor') === 'Google' || header(c, 'x-google-metadata-request')?.toLowerCase() === 'true') return undefined;
+  return plain(403, 'missing Metadata-Flavor: Google header\n', FLAVOR);
+}
+
+interface GceQuery { recursive: boolean; alt: GceAlt; wait: boolean; lastEtag?: string; timeoutSec: number }
+
+function parseQuery(query: string): GceQuery | string {
+  const q = new URLSearchParams(query);
+  const bool = (name: string) => q.get(name)?.toLowerCase() === 'true';
+  const alt = q.get('alt') ?? undefined;
+  if (alt !== undefined && alt !== 'json' && alt !== 'text') return 'alt must be json or text';
+  const lastEtag = q.get('last_etag') ?? undefined;
+  if (lastEtag !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(lastEtag)) return 'bad last_etag';
+  const t = q.get('timeout_sec');
+  let timeoutSec = DEFAULT_WAIT_SEC;
+  if (t !== null) {
+    if (!/^\d{1,7}$/.test(t) || Number(t) < 1) return 'timeout_sec must be a positive integer';
+    timeoutSec = Math.min(Number(t), MAX_WAIT_SEC);
+  }
+  return { recursive: bool('recursive'), alt, wait: bool('wait_for_change'), lastEtag, timeoutSec };
+}
+
+export function gceRoutes(d: RouteDeps): void {
+  const answer = (key: string, path: string, q: GceQuery): Rendered | undefined => {
+    const view = d.registry.vmByKey(key);
+    return view ? d.cache.gce(view).answer(path, q.recursive, q.alt) : undefined;
+  };
+
+  const serve: VmHandler = (c, view, path, query) => {
+    if (path === '') return plain(200, 'v1/\n', FLAVOR);
+    if (path !== 'v1' && !path.startsWith('v1/')) return gceNotFound();
+    const sub = path.slice(3);
+    const q = parseQuery(query);
+    if (typeof q === 'string') return gceBad(q);
+    const now = d.cache.gce(view).answer(sub, q.recursive, q.alt);
+    if (!now) return gceNotFound();
+    if (!q.wait || (q.lastEtag !== undefined && q.lastEtag !== now.etag)) return toResponse(now);
+    const waiting = d.waiters.wait(view.key, now.etag, () => answer(view.key, sub, q), q.timeoutSec * 1000, (cancel) => {
+      c.env?.outgoing?.once('close', cancel);
+    });
+    if (waiting === 'full') return plain(429, 'too many waiting requests\n', FLAVOR);
+    return waiting.then((r) => (r ? toResponse(r) : gceNotFound()));
+  };
+
+  d.app.get('/computeMetadata/*', d.guarded('gce', '/computeMetadata', serve, flavourCheck));
+}

@@ -1,0 +1,348 @@
+// The metadata server over real HTTP on loopback, fed by a registry following a real etcd:
+// identity by source address, every flavour with curl, IMDSv2 tokens, every guard, live change.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
+import { Registry as PromRegistry } from 'prom-client';
+import { etcdTestStore, ED25519 } from '../../test/support/store.js';
+import { silentLogger } from '../log.js';
+import { startHttpServer, type HttpServer } from './server.js';
+import { curl } from './testing/clients.js';
+import { etagOf } from './render/rendered.js';
+
+/** A well-formed ed25519 public key whose 32 key bytes are all `fill`. */
+export function fakeKey(fill: number, comment: string): string {
+  const t = Buffer.from('ssh-ed25519');
+  const b = Buffer.alloc(4 + t.length + 4 + 32, fill);
+  b.writeUInt32BE(t.length, 0);
+  t.copy(b, 4);
+  b.writeUInt32BE(32, 4 + t.length);
+  return `ssh-ed25519 ${b.toString('base64')} ${comment}`;
+}
+
+const t = etcdTestStore();
+const VM_KEY = fakeKey(7, 'web-own');
+let server: HttpServer;
+let close: () => Promise<void>;
+let base6: string;
+let base4: string;
+const prom = new PromRegistry();
+
+beforeAll(async () => {
+  await t.writer.addNetwork({ name: 'loop', prefix6: '::/64', prefix4: '127.0.0.0/8', domain: 'loop.test', metadata6: '::53', metadata4: '127.0.0.53' });
+  await t.writer.addUserKey('alice', 'laptop', ED25519);
+  await t.writer.addVm({
+    name: 'web', network: 'loop', owner: 'alice', mac: '52:54:00:aa:00:01', addresses: ['::1', '127.0.0.1'],
+    userData: '#cloud-config\nhostname: web\n', meta: { role: 'frontend' }, sshKeys: [VM_KEY],
+  });
+  await t.writer.addVm({ name: 'db', network: 'loop', mac: '52:54:00:aa:00:02', addresses: ['127.0.0.2'], requireToken: true });
+  const f = await t.follow();
+  close = f.close;
+  server = await startHttpServer({
+    registry: f.registry, tokenSecret: Buffer.from('test-secret'), log: silentLogger(), metrics: prom,
+    listen: [{ host: '::1', port: 0 }, { host: '127.0.0.1', port: 0 }],
+    maxWaitersPerVm: 2,
+    limits: { headersTimeoutMs: 600, requestTimeoutMs: 1000, checkIntervalMs: 200 },
+  });
+  base6 = `http://[::1]:${server.addresses[0].port}`;
+  base4 = `http://127.0.0.1:${server.addresses[1].port}`;
+});
+afterAll(async () => {
+  await server?.close();
+  await close?.();
+  await t.close();
+});
+
+describe('identity by source address', () => {
+  it('knows the VM at ::1 and at 127.0.0.1, and only that VM', async () => {
+    const six = await curl(`${base6}/instance`);
+    expect(six.status).toBe(200);
+    const doc = JSON.parse(six.body);
+    expect(doc).toMatchObject({ name: 'web', fqdn: 'web.loop.test', network: 'loop', owner: 'alice', mac: '52:54:00:aa:00:01', meta: { role: 'frontend' } });
+    expect(doc.addresses.ipv6).toEqual(['::5054:ff:feaa:1', '::1']);
+    expect(doc.sshKeys).toEqual([ED25519, VM_KEY]);
+    const four = await curl(`${base4}/instance`);
+    expect(JSON.parse(four.body).name).toBe('web');
+    const db = await curl(`${base4}/nocloud/meta-data`, { from: '127.0.0.2' });
+    expect(db.status).toBe(200);
+    expect(db.body).toContain('local-hostname: db.loop.test');
+  });
+
+  it('answers nobody else: a short 404 that names no VM', async () => {
+    const r = await curl(`${base4}/instance`, { from: '127.0.0.9' });
+    expect(r.status).toBe(404);
+    expect(r.body).toBe('not found\n');
+    const keys = await curl(`${base4}/keys`, { from: '127.0.0.9' });
+    expect(keys.status).toBe(404);
+    expect(keys.body).toBe('not found\n');
+    const text = await prom.metrics();
+    expect(text).toMatch(/uncloud_metadata_http_identity_failures_total\{reason="unknown"\} [1-9]/);
+  });
+});
+
+describe('flavours over curl', () => {
+  it('serves /keys as authorized_keys, owner first', async () => {
+    const r = await curl(`${base6}/keys`);
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^text\/plain/);
+    expect(r.body).toBe(`${ED25519}\n${VM_KEY}\n`);
+    expect(r.headers.etag).toBe(`"${etagOf(r.body)}"`);
+  });
+
+  it('serves OpenStack versions and files', async () => {
+    const versions = await curl(`${base6}/openstack`);
+    expect(versions.body.split('\n')).toContain('2018-08-27');
+    expect(versions.body.split('\n').at(-1)).toBe('latest');
+    const listing = await curl(`${base6}/openstack/latest/`);
+    expect(listing.body.split('\n')).toEqual(['meta_data.json', 'user_data', 'vendor_data.json', 'vendor_data2.json', 'network_data.json']);
+    const md = JSON.parse((await curl(`${base6}/openstack/2018-08-27/meta_data.json`)).body);
+    expect(md).toMatchObject({ name: 'web', hostname: 'web.loop.test', public_keys: { laptop: ED25519, 'vm-0': VM_KEY }, meta: { role: 'frontend' } });
+    expect((await curl(`${base6}/openstack/latest/user_data`)).body).toBe('#cloud-config\nhostname: web\n');
+    const nd = JSON.parse((await curl(`${base6}/openstack/latest/network_data.json`)).body);
+    expect(nd.links[0].ethernet_mac_address).toBe('52:54:00:aa:00:01');
+    expect(nd.networks[0]).toMatchObject({ type: 'ipv6_slaac', ip_address: '::5054:ff:feaa:1' });
+    expect(nd.services).toContainEqual({ type: 'dns', address: '::53' });
+    // db has no user data: 404, as Nova does.
+    expect((await curl(`${base4}/openstack/latest/user_data`, { from: '127.0.0.2' })).status).toBe(404);
+  });
+
+  it('serves the EC2 tree with listings, keys, user-data and identity document (IMDSv1 allowed for web)', async () => {
+    const top = await curl(`${base6}/latest/meta-data/`);
+    expect(top.body.split('\n')).toEqual(expect.arrayContaining(['instance-id', 'hostname', 'local-hostname', 'mac', 'public-keys/', 'network/', 'placement/', 'tags/']));
+    expect((await curl(`${base6}/2009-04-04/meta-data/public-keys/`)).body).toBe('0=laptop\n1=vm-0'.replace('\n', '\n'));
+    expect((await curl(`${base6}/latest/meta-data/public-keys/1/openssh-key`)).body).toBe(`${VM_KEY}\n`);
+    expect((await curl(`${base6}/latest/meta-data/network/interfaces/macs/52:54:00:aa:00:01/ipv6s`)).body).toBe('::5054:ff:feaa:1\n::1');
+    expect((await curl(`${base6}/latest/meta-data/tags/instance/role`)).body).toBe('frontend');
+    expect((await curl(`${base6}/latest/user-data`)).body).toBe('#cloud-config\nhostname: web\n');
+    const doc = JSON.parse((await curl(`${base6}/latest/dynamic/instance-identity/document`)).body);
+    expect(doc.instanceId).toMatch(/^i-[0-9a-f]{17}$/);
+    expect(doc.region).toBe('uncloud');
+    expect((await curl(`${base6}/latest/meta-data/nope`)).status).toBe(404);
+  });
+
+  it('serves a NoCloud seed', async () => {
+    expect((await curl(`${base6}/nocloud/`)).body.split('\n')).toEqual(['meta-data', 'user-data', 'vendor-data', 'network-config']);
+    const md = (await curl(`${base6}/nocloud/meta-data`)).body;
+    expect(md).toContain('local-hostname: web.loop.test');
+    expect(md).toContain(VM_KEY);
+    const nc = (await curl(`${base6}/nocloud/network-config`)).body;
+    expect(nc).toContain('macaddress: 52:54:00:aa:00:01');
+    expect(nc).toContain('loop.test');
+  });
+
+  it('serves GCE-style metadata with Metadata-Flavor, recursive, alt and ETags', async () => {
+    const g = { 'Metadata-Flavor': 'Google' };
+    const host = await curl(`${base6}/computeMetadata/v1/instance/hostname`, { headers: g });
+    expect(host.status).toBe(200);
+    expect(host.body).toBe('web.loop.test');
+    expect(host.headers['metadata-flavor']).toBe('Google');
+    expect(host.headers.etag).toBe(`"${etagOf(host.body)}"`);
+    expect((await curl(`${base6}/computeMetadata/v1/instance/`, { headers: g })).body).toContain('network-interfaces/');
+    const keys = await curl(`${base6}/computeMetadata/v1/instance/attributes/ssh-keys`, { headers: g });
+    expect(keys.body).toBe(`alice:${ED25519}\nalice:${VM_KEY}`);
+    const rec = JSON.parse((await curl(`${base6}/computeMetadata/v1/instance/?recursive=true`, { headers: g })).body);
+    expect(rec).toMatchObject({ name: 'web', hostname: 'web.loop.test', zone: 'projects/0/zones/loop', attributes: { role: 'frontend', 'user-data': '#cloud-config\nhostname: web\n' } });
+    expect(rec.networkInterfaces[0].mac).toBe('52:54:00:aa:00:01');
+    expect((await curl(`${base6}/computeMetadata/v1/instance/name?alt=json`, { headers: g })).body).toBe('"web"');
+    const text = await curl(`${base6}/computeMetadata/v1/instance/network-interfaces/?recursive=true&alt=text`, { headers: g });
+    expect(text.body).toContain('0/mac 52:54:00:aa:00:01');
+    expect((await curl(`${base6}/computeMetadata/v1/instance/zzz`, { headers: g })).status).toBe(404);
+    expect((await curl(`${base6}/computeMetadata/v1/instance/name?alt=xml`, { headers: g })).status).toBe(400);
+  });
+
+  it('answers HEAD like GET without a body', async () => {
+    const out = await raw(server.addresses[1].port, 'HEAD /keys HTTP/1.1\r\nHost: metadata\r\nConnection: close\r\n\r\n');
+    expect(out).toMatch(/^HTTP\/1\.1 200/);
+    expect(out).toMatch(/\r\netag: "[0-9a-f]{16}"\r\n/i);
+    expect(out.endsWith('\r\n\r\n')).toBe(true);
+  });
+});
+
+describe('IMDSv2 tokens', () => {
+  it('issues tokens for 1-21600 s and refuses anything else with 400', async () => {
+    for (const bad of ['0', '21601', 'abc', '-5', '1.5']) {
+      const r = await curl(`${base4}/latest/api/token`, { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': bad } });
+      expect(r.status, bad).toBe(400);
+    }
+    expect((await curl(`${base4}/latest/api/token`, { method: 'PUT' })).status).toBe(400);
+    const ok = await curl(`${base4}/latest/api/token`, { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '21600' } });
+    expect(ok.status).toBe(200);
+    expect(ok.headers['x-aws-ec2-metadata-token-ttl-seconds']).toBe('21600');
+  });
+
+  it('requires a token for a VM that says so, binds tokens to their VM, and refuses bad ones with 401', async () => {
+    const db = { from: '127.0.0.2' };
+    expect((await curl(`${base4}/latest/meta-data/instance-id`, db)).status).toBe(401);
+    const tok = (await curl(`${base4}/latest/api/token`, { ...db, method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60' } })).body;
+    const withTok = await curl(`${base4}/latest/meta-data/local-hostname`, { ...db, headers: { 'X-aws-ec2-metadata-token': tok } });
+    expect(withTok.status).toBe(200);
+    expect(withTok.body).toBe('db.loop.test');
+    // web's own GETs work without a token, but not with db's token nor a forged one.
+    expect((await curl(`${base4}/latest/meta-data/local-hostname`)).status).toBe(200);
+    expect((await curl(`${base4}/latest/meta-data/local-hostname`, { headers: { 'X-aws-ec2-metadata-token': tok } })).status).toBe(401);
+    const [exp, mac] = tok.split('.');
+    const forged = `${Number(exp) + 1000}.${mac}`;
+    expect((await curl(`${base4}/latest/meta-data/local-hostname`, { ...db, headers: { 'X-aws-ec2-metadata-token': forged } })).status).toBe(401);
+    expect((await curl(`${base4}/latest/meta-data/local-hostname`, { ...db, headers: { 'X-aws-ec2-metadata-token': 'junk' } })).status).toBe(401);
+  });
+
+  it('lets a token expire', async () => {
+    const db = { from: '127.0.0.2' };
+    const tok = (await curl(`${base4}/latest/api/token`, { ...db, method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '1' } })).body;
+    expect((await curl(`${base4}/latest/meta-data/instance-id`, { ...db, headers: { 'X-aws-ec2-metadata-token': tok } })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 2100));
+    expect((await curl(`${base4}/latest/meta-data/instance-id`, { ...db, headers: { 'X-aws-ec2-metadata-token': tok } })).status).toBe(401);
+  });
+});
+
+/** Sends raw bytes and returns what comes back until the server closes or `ms` pass. */
+function raw(port: number, data: string, ms = 3000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    let out = '';
+    s.on('data', (b) => (out += b.toString('latin1')));
+    const done = () => { s.destroy(); resolve(out); };
+    s.on('close', done);
+    s.on('error', done);
+    setTimeout(done, ms);
+    s.write(data);
+  });
+}
+
+describe('guards', () => {
+  it('refuses X-Forwarded-For and Forwarded with 403, on GETs and on the token PUT', async () => {
+    expect((await curl(`${base6}/keys`, { headers: { 'X-Forwarded-For': '10.0.0.1' } })).status).toBe(403);
+    expect((await curl(`${base6}/keys`, { headers: { Forwarded: 'for=10.0.0.1' } })).status).toBe(403);
+    expect((await curl(`${base6}/latest/api/token`, { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60', 'X-Forwarded-For': '1.2.3.4' } })).status).toBe(403);
+    expect((await curl(`${base6}/computeMetadata/v1/`, { headers: { 'Metadata-Flavor': 'Google', 'X-Forwarded-For': '1.2.3.4' } })).status).toBe(403);
+    // Even from an address that is no VM: refused before any lookup.
+    expect((await curl(`${base4}/keys`, { from: '127.0.0.9', headers: { 'X-Forwarded-For': '127.0.0.1' } })).status).toBe(403);
+  });
+
+  it('requires Metadata-Flavor: Google on /computeMetadata', async () => {
+    const r = await curl(`${base6}/computeMetadata/v1/instance/hostname`);
+    expect(r.status).toBe(403);
+    expect((await curl(`${base6}/computeMetadata/v1/instance/hostname`, { headers: { 'Metadata-Flavor': 'Googlish' } })).status).toBe(403);
+  });
+
+  it('allows only GET and HEAD (and the token PUT): 405 otherwise', async () => {
+    for (const m of ['POST', 'DELETE', 'PATCH', 'OPTIONS']) {
+      const r = await curl(`${base6}/keys`, { method: m });
+      expect(r.status, m).toBe(405);
+      expect(r.headers.allow).toBe('GET, HEAD');
+    }
+    expect((await curl(`${base6}/keys`, { method: 'PUT' })).status).toBe(405);
+    expect((await curl(`${base6}/latest/api/token`)).status).toBe(405);
+  });
+
+  it('keeps traversal, NUL and odd targets away from lookups: 4xx, never 5xx', async () => {
+    const targets = [
+      '/openstack/../keys', '/openstack/latest/../../keys', '/latest/meta-data/%2e%2e/user-data', '/keys%00', '/nocloud/meta-data%00.txt',
+      '/latest/meta-data/public-keys/0/openssh-key/..', '//keys', '/nocloud//meta-data', '/latest/meta-data/%2fetc%2fpasswd',
+      '/computeMetadata/v1/instance/name?alt=json%00', '/openstack/latest/meta_data.json\\..\\x',
+    ];
+    for (const p of targets) {
+      const r = await curl(`${base6}${p}`, { pathAsIs: true, headers: { 'Metadata-Flavor': 'Google' } });
+      expect(r.status, p).toBeGreaterThanOrEqual(400);
+      expect(r.status, p).toBeLessThan(500);
+    }
+    // Absolute-form targets (a proxy's) and a missing or hostile Host.
+    expect(await raw(server.addresses[1].port, 'GET http://evil/keys HTTP/1.1\r\nHost: evil\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
+    expect(await raw(server.addresses[1].port, 'GET /keys HTTP/1.0\r\n\r\n')).toMatch(/^HTTP\/1\.1 200/);
+    expect(await raw(server.addresses[1].port, 'GET /keys HTTP/1.1\r\nHost: a/b@c\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 4\d\d/);
+  });
+
+  it('bounds the URL and header sizes', async () => {
+    expect((await curl(`${base6}/latest/meta-data/${'a'.repeat(3000)}`)).status).toBe(414);
+    expect((await curl(`${base6}/keys`, { headers: { 'X-Big': 'b'.repeat(10_000) } })).status).toBe(431);
+  });
+
+  it('times out a client that never finishes its headers', async () => {
+    const started = Date.now();
+    const out = await raw(server.addresses[1].port, 'GET /keys HTTP/1.1\r\nHost: x\r\n', 5000);
+    expect(out).toMatch(/^HTTP\/1\.1 408/);
+    expect(Date.now() - started).toBeLessThan(4000);
+  });
+
+  it('keeps serving after all of that', async () => {
+    expect((await curl(`${base6}/keys`)).status).toBe(200);
+    const text = await prom.metrics();
+    expect(text).toMatch(/uncloud_metadata_http_requests_total\{route="native",status="200"\} \d+/);
+    expect(text).not.toMatch(/status="5\d\d"/);
+  });
+});
+
+describe('live change', () => {
+  it('shows a new key and new user-data in every flavour within a second', async () => {
+    const g = { 'Metadata-Flavor': 'Google' };
+    // Warm every cache first, so a stale answer would show.
+    const urls = [`${base6}/keys`, `${base6}/openstack/latest/meta_data.json`, `${base6}/latest/meta-data/public-keys/`, `${base6}/nocloud/meta-data`, `${base6}/computeMetadata/v1/instance/attributes/ssh-keys`];
+    for (const u of urls) await curl(u, { headers: g });
+    const added = fakeKey(9, 'desk');
+    const started = Date.now();
+    await t.writer.addUserKey('alice', 'desk', added);
+    await t.writer.setVm('web', 'loop', { userData: '#cloud-config\nhostname: changed\n' });
+    const seen = async () => {
+      const bodies = await Promise.all(urls.map((u) => curl(u, { headers: g }).then((r) => r.body)));
+      const ud = await Promise.all([
+        curl(`${base6}/openstack/latest/user_data`), curl(`${base6}/latest/user-data`), curl(`${base6}/nocloud/user-data`),
+        curl(`${base6}/computeMetadata/v1/instance/attributes/user-data`, { headers: g }),
+      ]);
+      return bodies.every((b) => b.includes(added.split(' ')[1]) || b.includes('=desk')) && ud.every((r) => r.body.includes('changed'));
+    };
+    for (;;) {
+      if (await seen()) break;
+      if (Date.now() - started > 1000) throw new Error('change not visible within a second');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+});
+
+describe('wait_for_change', () => {
+  const g = { 'Metadata-Flavor': 'Google' };
+  it('returns at once when last_etag is stale, and within a second of a change otherwise (past the request timeout)', async () => {
+    const now = await curl(`${base6}/computeMetadata/v1/instance/attributes/?recursive=true`, { headers: g });
+    const etag = now.headers.etag.replace(/"/g, '');
+    const stale = await curl(`${base6}/computeMetadata/v1/instance/attributes/?recursive=true&wait_for_change=true&last_etag=0000`, { headers: g });
+    expect(stale.body).toBe(now.body);
+    expect(stale.ms).toBeLessThan(1000);
+
+    const waiting = curl(`${base6}/computeMetadata/v1/instance/attributes/?recursive=true&wait_for_change=true&last_etag=${etag}&timeout_sec=30`, { headers: g });
+    // Longer than the server's request timeout (1 s here): a long-poll must outlive it.
+    await new Promise((r) => setTimeout(r, 1500));
+    const changedAt = Date.now();
+    await t.writer.setVm('web', 'loop', { meta: { role: 'frontend', color: 'blue' } });
+    const r = await waiting;
+    const lag = Date.now() - changedAt;
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).color).toBe('blue');
+    expect(r.headers.etag).not.toBe(`"${etag}"`);
+    expect(lag).toBeLessThan(1000);
+  });
+
+  it('keeps waiting through changes that do not touch the resource, and answers the same at timeout_sec', async () => {
+    const now = await curl(`${base6}/computeMetadata/v1/instance/hostname`, { headers: g });
+    const etag = now.headers.etag.replace(/"/g, '');
+    const waiting = curl(`${base6}/computeMetadata/v1/instance/hostname?wait_for_change=true&last_etag=${etag}&timeout_sec=2`, { headers: g });
+    await new Promise((r) => setTimeout(r, 300));
+    await t.writer.setVm('web', 'loop', { meta: { role: 'frontend', color: 'green' } });
+    const r = await waiting;
+    expect(r.body).toBe('web.loop.test');
+    expect(r.ms).toBeGreaterThanOrEqual(1900);
+    expect(r.ms).toBeLessThan(4000);
+  });
+
+  it('bounds waiters per VM with 429', async () => {
+    const now = await curl(`${base6}/computeMetadata/v1/instance/name`, { headers: g });
+    const etag = now.headers.etag.replace(/"/g, '');
+    const url = `${base6}/computeMetadata/v1/instance/name?wait_for_change=true&last_etag=${etag}&timeout_sec=3`;
+    const first = [curl(url, { headers: g }), curl(url, { headers: g })];
+    await new Promise((r) => setTimeout(r, 400));
+    const third = await curl(url, { headers: g });
+    expect(third.status).toBe(429);
+    // Another VM is not affected by web's waiters.
+    const dbNow = await curl(`${base4}/computeMetadata/v1/instance/name?wait_for_change=true&last_etag=x&timeout_sec=3`, { headers: g, from: '127.0.0.2' });
+    expect(dbNow.status).toBe(200);
+    await Promise.all(first);
+  });
+});

@@ -1,0 +1,104 @@
+// The VM-facing HTTP listeners: node:http with tight limits (header size and count, header and
+// request timeouts) in front of the metadata app. Admin endpoints live elsewhere (daemon).
+import { createServer, type Server } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
+import type { Logger } from 'pino';
+import type { Registry as PromRegistry } from 'prom-client';
+import type { Registry } from '../registry/registry.js';
+import type { NeighbourTable } from './identity/neighbours.js';
+import { IpNeighbourTable } from './identity/neighbours.js';
+import { createMetadataApp } from './app.js';
+import { plain } from './render/rendered.js';
+
+export { createMetadataApp, type MetadataApp, type MetadataAppOptions } from './app.js';
+export type { NeighbourTable } from './identity/neighbours.js';
+
+export interface HttpServerOptions {
+  registry: Registry;
+  /** VM-facing listeners (IPv6 and IPv4). */
+  listen: { host: string; port: number }[];
+  /** HMAC key for IMDSv2 tokens; replicas share it. */
+  tokenSecret: Buffer;
+  /** Never given user-data or keys. */
+  log: Logger;
+  metrics?: PromRegistry;
+  /** Default: the host's table via `ip -j neigh`, cached briefly. */
+  neighbours?: NeighbourTable;
+  maxWaitersPerVm?: number;
+  maxWaiters?: number;
+  /** Overrides of LIMITS (tests use short timeouts). */
+  limits?: Partial<typeof LIMITS>;
+}
+
+export interface HttpServer {
+  close(): Promise<void>;
+  /** The bound addresses (port 0 resolved), in the order of `listen`. */
+  readonly addresses: { host: string; port: number }[];
+}
+
+export const LIMITS = {
+  maxHeaderSize: 8 * 1024,
+  maxHeadersCount: 64,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 15_000,
+  keepAliveTimeoutMs: 5_000,
+  /** How often node:http looks for connections past those timeouts (its default is 30 s). */
+  checkIntervalMs: 1_000,
+};
+
+export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
+  const { log } = opts;
+  const meta = createMetadataApp({
+    registry: opts.registry, tokenSecret: opts.tokenSecret, log, metrics: opts.metrics,
+    neighbours: opts.neighbours ?? new IpNeighbourTable({ log }),
+    maxWaitersPerVm: opts.maxWaitersPerVm, maxWaiters: opts.maxWaiters,
+  });
+  const listener = getRequestListener(meta.app.fetch, {
+    // HTTP/1.0 clients may send no Host; the name does not matter, the route does.
+    hostname: 'metadata',
+    // Malformed Host or target: the request never reached the app.
+    errorHandler: () => plain(400, 'bad request\n'),
+  });
+  const limits = { ...LIMITS, ...opts.limits };
+  const servers: Server[] = [];
+  const addresses: { host: string; port: number }[] = [];
+  try {
+    for (const l of opts.listen) {
+      const server = createServer({
+        maxHeaderSize: limits.maxHeaderSize,
+        headersTimeout: limits.headersTimeoutMs,
+        requestTimeout: limits.requestTimeoutMs,
+        keepAliveTimeout: limits.keepAliveTimeoutMs,
+        connectionsCheckingInterval: limits.checkIntervalMs,
+      }, listener);
+      server.maxHeadersCount = limits.maxHeadersCount;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => log.error({ err: err.message }, 'metadata listener error'));
+      servers.push(server);
+      const a = server.address();
+      addresses.push({ host: l.host, port: typeof a === 'object' && a ? a.port : l.port });
+      log.info({ host: l.host, port: addresses.at(-1)!.port }, 'metadata HTTP listening');
+    }
+  } catch (err) {
+    meta.close();
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    throw err;
+  }
+  return {
+    addresses,
+    async close() {
+      meta.close();
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeIdleConnections();
+        setTimeout(() => s.closeAllConnections(), 1000).unref();
+      })));
+    },
+  };
+}
