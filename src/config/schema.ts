@@ -12,8 +12,8 @@ export const ConfigSchema = z.object({
     url: z.string().optional(),
     prefix: z.string().regex(/^\/[A-Za-z0-9_./-]*$/, 'must start with /').default('/uncloud'),
     tls: z.object({ ca: z.string(), cert: z.string().optional(), key: z.string().optional() }).strict().optional(),
-  }).strict().default({ prefix: '/uncloud' }),
-  log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).strict().default({ level: 'info' }),
+  }).strict().prefault({}),
+  log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).strict().prefault({}),
   serve: z.object({
     networks: z.array(z.string()).default([]),
     dns: z.array(hostPort(53)).default([]),
@@ -26,13 +26,13 @@ export const ConfigSchema = z.object({
     /** File holding the IMDSv2 token key; replicas of one network must share it. */
     tokenSecretFile: z.string().optional(),
     workers: z.number().int().min(1).max(64).default(1),
-  }).strict().default({} as never),
+  }).strict().prefault({}),
   agent: z.object({
     host: z.string().optional(),
     stateDir: z.string().default('/var/lib/uncloud-metadata/agent'),
     accel: z.enum(['kvm', 'tcg']).optional(),
     qemu: z.string().default('qemu-system-x86_64'),
-  }).strict().default({} as never),
+  }).strict().prefault({}),
 }).strict();
 
 export type Config = z.output<typeof ConfigSchema>;
