@@ -4,7 +4,8 @@ import { statusCommand } from './status.js';
 import { configCommand } from './config.js';
 import { raConfigCommand } from './ra-config.js';
 import { agentCommand } from './agent.js';
+import { serveCommand } from './serve.js';
 
 export function extraCommands(): Command[] {
-  return [agentCommand(), statusCommand(), configCommand(), raConfigCommand()];
+  return [serveCommand(), agentCommand(), statusCommand(), configCommand(), raConfigCommand()];
 }

@@ -1,0 +1,72 @@
+// uncloud-metadata serve: the appliance daemon.
+import { Command } from 'commander';
+import { collect, positiveInt } from '../options.js';
+import { loadConfig, ConfigError, setPath } from '../../config/load.js';
+import { createLogger } from '../../log.js';
+import { serve, ServeError } from '../../daemon/serve.js';
+import { CliError } from '../errors.js';
+
+interface ServeFlags {
+  config?: string; store?: string; prefix?: string; network?: string[]; dns?: string[]; http?: string[];
+  admin?: string[]; upstream?: string[]; ttl?: number; logLevel?: string; tokenSecretFile?: string; workers?: number;
+}
+
+/** Only the flags that were given, as a config layer (they override env and file). */
+function flagLayer(o: ServeFlags): Record<string, unknown> {
+  const layer: Record<string, unknown> = {};
+  const set = (path: string[], v: unknown) => { if (v !== undefined) setPath(layer, path, v); };
+  set(['store', 'url'], o.store);
+  set(['store', 'prefix'], o.prefix);
+  set(['log', 'level'], o.logLevel);
+  set(['serve', 'networks'], o.network);
+  set(['serve', 'dns'], o.dns);
+  set(['serve', 'http'], o.http);
+  set(['serve', 'admin'], o.admin);
+  set(['serve', 'upstreams'], o.upstream);
+  set(['serve', 'ttl'], o.ttl);
+  set(['serve', 'tokenSecretFile'], o.tokenSecretFile);
+  set(['serve', 'workers'], o.workers);
+  return layer;
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the appliance: DNS and HTTP metadata for the served networks (no store: the embedded demo)')
+    .option('--config <file>', 'YAML config file')
+    .option('--store <url>', 'etcd://HOST:PORT[,HOST:PORT] or file:PATH; none: embedded demo')
+    .option('--prefix <prefix>', 'key prefix in the store')
+    .option('--network <name>', 'serve this network (repeatable; default: all)', collect)
+    .option('--dns <addr:port>', 'DNS listen address (repeatable; default: each network\'s metadata address, port 53)', collect)
+    .option('--http <addr:port>', 'HTTP listen address (repeatable; default: each network\'s metadata address, port 80)', collect)
+    .option('--admin <addr:port>', 'admin listener for /healthz /readyz /metrics (repeatable; default [::1]:9153)', collect)
+    .option('--upstream <addr:port>', 'upstream resolver for names outside the served zones (repeatable)', collect)
+    .option('--ttl <seconds>', 'TTL of authoritative answers', positiveInt('ttl'))
+    .option('--token-secret-file <path>', 'IMDSv2 token key shared by replicas')
+    .option('--workers <n>', 'worker processes', positiveInt('workers'))
+    .option('--log-level <level>', 'trace|debug|info|warn|error')
+    .action(async (o: ServeFlags) => {
+      let cfg;
+      try {
+        cfg = loadConfig({ file: o.config, flags: flagLayer(o) });
+      } catch (err) {
+        if (err instanceof ConfigError) throw new CliError(err.message);
+        throw err;
+      }
+      const log = createLogger(cfg.log.level);
+      let daemon;
+      try {
+        daemon = await serve(cfg, log);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (err instanceof ServeError) throw new CliError(err.message);
+        if (e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES') throw new CliError(`cannot listen: ${e.message}`);
+        throw err;
+      }
+      const stop = (signal: string) => {
+        log.info({ signal }, 'shutting down');
+        daemon.close().then(() => process.exit(0), () => process.exit(1));
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+}

@@ -1,0 +1,138 @@
+// `serve`: store -> registry -> DNS and HTTP listeners, plus the admin listener.
+//
+// What happens when the store dies: the source keeps the registry's last good state, DNS and
+// HTTP keep answering from it, /readyz says "degraded"; the source reconnects on its own.
+// At start-up the first load is retried until it succeeds (the listeners wait for it; the admin
+// listener answers /readyz 503 meanwhile).
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { openStore, type OpenedStore } from '../store/open.js';
+import type { StateSource } from '../store/kv.js';
+import { Registry } from '../registry/registry.js';
+import { parseHostPort } from '../model/ip.js';
+import { createMetricsRegistry } from '../metrics.js';
+import { startDnsServer } from '../dns/server.js';
+import { startHttpServer } from '../http/server.js';
+import { startAdmin } from './admin.js';
+import { registerStoreMetrics } from './metrics.js';
+import { DEMO_ADMIN, DEMO_DNS, DEMO_HTTP, demoStatePath, seedDemo } from './demo.js';
+
+export interface Daemon {
+  registry: Registry;
+  store: OpenedStore;
+  close(): Promise<void>;
+}
+
+export class ServeError extends Error {}
+
+function listens(list: string[], defaultPort: number, what: string): { host: string; port: number }[] {
+  return list.map((s) => {
+    const hp = parseHostPort(s, defaultPort);
+    if (!hp) throw new ServeError(`${what}: "${s}" is not ADDR[:PORT]`);
+    return hp;
+  });
+}
+
+function tokenSecret(cfg: Config, log: Logger): Buffer {
+  if (cfg.serve.tokenSecretFile) {
+    const secret = readFileSync(cfg.serve.tokenSecretFile);
+    if (secret.length < 16) throw new ServeError(`${cfg.serve.tokenSecretFile}: a token secret needs at least 16 bytes`);
+    return secret;
+  }
+  log.warn('no serve.tokenSecretFile: IMDSv2 tokens are valid on this process only');
+  return randomBytes(32);
+}
+
+async function firstLoad(source: StateSource, registry: Registry, log: Logger, closed: () => boolean): Promise<void> {
+  for (let attempt = 0; !closed(); attempt++) {
+    try {
+      await source.start(registry);
+      return;
+    } catch (err) {
+      const delay = Math.min(250 * 2 ** attempt, 5000);
+      log.error({ err: (err as Error).message, retryInMs: delay }, 'cannot load the store yet');
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
+  const demo = !cfg.store.url;
+  let url = cfg.store.url;
+  const dns = [...cfg.serve.dns];
+  const http = [...cfg.serve.http];
+  let admin = [...cfg.serve.admin];
+  if (demo) {
+    const path = demoStatePath();
+    await seedDemo(path, cfg.store.prefix);
+    url = `file:${path}`;
+    if (!dns.length) dns.push(...DEMO_DNS);
+    if (!http.length) http.push(...DEMO_HTTP);
+    if (!admin.length) admin = DEMO_ADMIN;
+  }
+  const store = openStore(url!, { prefix: cfg.store.prefix, tls: cfg.store.tls });
+  const registry = new Registry({ prefix: cfg.store.prefix, networks: cfg.serve.networks, log });
+  const source = store.source(log);
+  const metrics = createMetricsRegistry();
+  registerStoreMetrics(metrics, registry, () => source);
+  const closers: (() => Promise<void>)[] = [];
+  let closed = false;
+
+  const adminServer = await startAdmin({ listen: listens(admin, 9153, 'admin'), registry, source: () => source, metrics });
+  closers.push(() => adminServer.close());
+
+  await firstLoad(source, registry, log, () => closed);
+  closers.push(() => source.close());
+  for (const name of cfg.serve.networks) {
+    if (!registry.network(name)) log.warn({ network: name }, 'network is not in the store (yet); serving it once it appears');
+  }
+
+  // With no listen addresses given, listen on each served network's metadata addresses.
+  const defaults = (port: number) => registry.networks().flatMap((n) => [
+    { host: n.network.metadata6, port }, ...(n.network.metadata4 ? [{ host: n.network.metadata4, port }] : []),
+  ]);
+  const dnsListen = dns.length ? listens(dns, 53, 'dns') : defaults(53);
+  const httpListen = http.length ? listens(http, 80, 'http') : defaults(80);
+
+  const dnsServer = await startDnsServer({
+    registry, listen: dnsListen, upstreams: cfg.serve.upstreams, ttl: cfg.serve.ttl,
+    bareMetadata: cfg.serve.bareMetadata, recursionAcl: cfg.serve.recursionAcl, log, metrics,
+  });
+  closers.push(() => dnsServer.close());
+  const httpServer = await startHttpServer({
+    registry, listen: httpListen, tokenSecret: tokenSecret(cfg, log), log: log.child({ part: 'http' }), metrics,
+  });
+  closers.push(() => httpServer.close());
+
+  log.info({
+    store: store.kv.description, networks: registry.networks().map((n) => n.network.name), vms: registry.vmCount,
+    dns: dnsListen, http: httpListen, admin,
+  }, 'serving');
+  if (demo) {
+    // A person is reading this one: plain text on stdout, besides the JSON log.
+    process.stdout.write([
+      '',
+      `uncloud-metadata demo: network "demo", VM "demo-vm" bound to ::1 and 127.0.0.1 (state ${demoStatePath()})`,
+      '  dig @::1 -p 1053 metadata AAAA',
+      '  dig @::1 -p 1053 demo-vm.demo.uncloud.internal AAAA',
+      '  curl http://[::1]:8775/openstack/latest/meta_data.json',
+      '  curl http://[::1]:8775/keys',
+      '  curl -H "Metadata-Flavor: Google" "http://[::1]:8775/computeMetadata/v1/instance/?recursive=true"',
+      '  curl http://[::1]:9153/metrics',
+      `  node dist/cli/main.js vm set demo-vm --meta color=blue --store file:${demoStatePath()}`,
+      '',
+      '',
+    ].join('\n'));
+  }
+
+  return {
+    registry, store,
+    async close() {
+      closed = true;
+      for (const c of closers.reverse()) await c().catch((err) => log.warn({ err: (err as Error).message }, 'error while closing'));
+      await store.kv.close();
+    },
+  };
+}
