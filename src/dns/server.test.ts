@@ -198,5 +198,8 @@ describe('bare metadata. with several networks', () => {
     expect(viaB.answer.map((a) => a.data)).toEqual(['2001:db8:b::1']);
     const none = await dig('::1', p2, ['metadata.', 'AAAA']);
     expect(none.status).toBe('REFUSED');
+    // Answers are cached per client network: asking again does not mix them up.
+    expect((await dig('127.0.0.1', p2, ['metadata.', 'AAAA'])).answer.map((a) => a.data)).toEqual(['2001:db8:b::1']);
+    expect((await dig('::1', p2, ['metadata.', 'AAAA'])).status).toBe('REFUSED');
   });
 });
