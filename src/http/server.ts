@@ -60,6 +60,13 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     errorHandler: () => plain(400, 'bad request\n'),
   });
   const limits = { ...LIMITS, ...opts.limits };
+  // AWS's SDK joins its endpoint's "/" and the path into "//latest/..."; real IMDS accepts
+  // that, so empty path segments are squeezed before routing (dot segments stay refused).
+  const handle: typeof listener = (req, res) => {
+    const url = req.url;
+    if (url !== undefined && url.includes('//') && url.charCodeAt(0) === 47) req.url = squeezeSlashes(url);
+    return listener(req, res);
+  };
   const servers: Server[] = [];
   const addresses: { host: string; port: number }[] = [];
   try {
@@ -70,7 +77,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         requestTimeout: limits.requestTimeoutMs,
         keepAliveTimeout: limits.keepAliveTimeoutMs,
         connectionsCheckingInterval: limits.checkIntervalMs,
-      }, listener);
+      }, handle);
       server.maxHeadersCount = limits.maxHeadersCount;
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -101,4 +108,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       })));
     },
   };
+}
+
+/** "//a//b/?x=//y" -> "/a/b/?x=//y": only the path part. */
+export function squeezeSlashes(target: string): string {
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  return path.replace(/\/{2,}/g, '/') + (q < 0 ? '' : target.slice(q));
 }

@@ -27,7 +27,7 @@ export function renderEc2(view: VmView): Map<string, Rendered> {
   md('placement/availability-zone', vm.network);
   md('placement/region', EC2_REGION);
   if (keys.length) {
-    keys.forEach((k, i) => md(`public-keys/${i}/openssh-key`, `${k.key}\n`));
+    keys.forEach((k, i) => md(`public-keys/${i}/openssh-key`, k.key));
     t.listing('meta-data/public-keys', keys.map((k, i) => `${i}=${k.name}`).join('\n'));
   }
   const nic = `network/interfaces/macs/${vm.mac}`;
