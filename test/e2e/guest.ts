@@ -1,0 +1,46 @@
+// The guest for the VM test: Debian's kernel and the cached busybox initramfs (scripts/vm-assets.sh)
+// plus a second archive holding /test.sh, which the base /init runs once SLAAC gave eth0 an address.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface GuestImage {
+  kernel: string;
+  initrd: string;
+}
+
+/** Builds (once, cached) the kernel and base initramfs; returns their directory. */
+export function vmAssets(): string {
+  return execFileSync('bash', [join(REPO, 'scripts/vm-assets.sh')], { encoding: 'utf8', timeout: 600_000 }).trim().split('\n').pop()!;
+}
+
+export function guestImage(testScript: string): GuestImage {
+  const assets = vmAssets();
+  const dir = mkdtempSync(join(tmpdir(), 'uct-guest-'));
+  writeFileSync(join(dir, 'test.sh'), testScript);
+  chmodSync(join(dir, 'test.sh'), 0o755);
+  const initrd = join(dir, 'initrd.cpio.gz');
+  copyFileSync(join(assets, 'base.cpio.gz'), initrd);
+  // The kernel unpacks concatenated archives in order: this one adds /test.sh to the base.
+  const extra = execFileSync('sh', ['-c', 'echo test.sh | cpio -o -H newc --quiet | gzip -1'], { cwd: dir });
+  appendFileSync(initrd, extra);
+  return { kernel: join(assets, 'vmlinuz'), initrd };
+}
+
+/** The lines between "GUEST: NAME-begin" and "GUEST: NAME-end" on the serial console. */
+export function section(consoleText: string, name: string): string {
+  const m = new RegExp(`GUEST: ${name}-begin\\r?\\n([\\s\\S]*?)GUEST: ${name}-end`).exec(consoleText);
+  return m ? m[1] : '';
+}
+
+export function readConsole(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
