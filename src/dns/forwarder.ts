@@ -31,6 +31,8 @@ export interface ForwarderOptions {
   timeoutMs?: number;
   maxTtl?: number;
   maxEntries?: number;
+  /** Distinct questions waiting on upstreams at once; beyond it, SERVFAIL at once (a flood of unique names must not exhaust sockets). */
+  maxInflight?: number;
 }
 
 export function parseUpstreams(list: string[]): Upstream[] {
@@ -66,6 +68,7 @@ export class Forwarder {
     if (hit && hit.expiresAt > Date.now()) return Promise.resolve(hit);
     if (hit) this.cache.delete(key);
     let p = this.inflight.get(key);
+    if (!p && this.inflight.size >= (this.opts.maxInflight ?? 2048)) return Promise.resolve(this.servfail(qnameWire, qtype, qclass));
     if (!p) {
       p = this.ask(qnameWire, qname, qtype, qclass, upstreams).then((a) => {
         if (a.expiresAt > a.storedAt) {
