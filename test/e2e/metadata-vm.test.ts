@@ -102,9 +102,7 @@ describe('a real VM on the metadata network', () => {
     writeFileSync(join(work, 'radvd.conf'), await cli('ra-config', 'lab'));
     daemon('radvd', 'radvd', ['-n', '-C', join(work, 'radvd.conf'), '-p', join(work, 'radvd.pid'), '-m', 'stderr']);
 
-    const hasServe = await ns.exec('node', [MAIN, 'serve', '--help']).then(() => true, () => false);
-    if (hasServe) daemon('serve', 'node', [MAIN, 'serve', '--store', STORE, '--network', 'lab', '--dns', `[${METADATA6}]:53`, '--http', `[${METADATA6}]:80`]);
-    else daemon('serve', 'node', [join(REPO, 'test/e2e/serve-standin.mjs'), STORE, 'lab', METADATA6, METADATA6]);
+    daemon('serve', 'node', [MAIN, 'serve', '--store', STORE, '--network', 'lab', '--dns', `[${METADATA6}]:53`, '--http', `[${METADATA6}]:80`]);
     await eventually(async () => (await ns.exec('dig', ['+short', `@${METADATA6}`, 'metadata.lab.test', 'AAAA'])).includes(METADATA6), 20_000)
       .catch((err) => { throw new Error(`serve did not answer: ${err.message}\n${dump()}`); });
 
