@@ -35,48 +35,68 @@ export function parseIpNeigh(json: string): Map<string, string> {
 export interface IpNeighbourOptions {
   /** A snapshot younger than this answers hits without re-reading (ms). */
   maxAgeMs?: number;
-  /** A miss re-reads the table only if the snapshot is older than this (ms), so misses cannot flood `ip`. */
-  missRefreshMs?: number;
+  /** Reads start at most this often (ms), however many misses ask, so misses cannot flood `ip`. */
+  minIntervalMs?: number;
   log?: Logger;
   /** The command, for tests and odd hosts. */
   command?: [string, ...string[]];
 }
 
-/** Reads the table with `ip -j neigh show`, cached briefly; one read in flight at a time. */
+/**
+ * Reads the table with `ip -j neigh show`. A hit in a recent snapshot answers at once; a miss
+ * waits for a snapshot that started after it asked (the kernel learnt the guest's MAC during
+ * the TCP handshake, so an older snapshot may simply predate it), sharing reads between askers.
+ */
 export class IpNeighbourTable implements NeighbourTable {
   private table = new Map<string, string>();
   private readAt = -Infinity;
-  private inFlight?: Promise<void>;
+  private lastStart = -Infinity;
+  private pending?: { start: number; done: Promise<void> };
   private readonly maxAgeMs: number;
-  private readonly missRefreshMs: number;
+  private readonly minIntervalMs: number;
   private readonly command: [string, ...string[]];
 
   constructor(private readonly opts: IpNeighbourOptions = {}) {
     this.maxAgeMs = opts.maxAgeMs ?? 2000;
-    this.missRefreshMs = opts.missRefreshMs ?? 100;
+    this.minIntervalMs = opts.minIntervalMs ?? 100;
     this.command = opts.command ?? ['ip', '-j', 'neigh', 'show'];
   }
 
   async macFor(address: string): Promise<string | undefined> {
-    const age = Date.now() - this.readAt;
+    const asked = Date.now();
     const hit = this.table.get(address);
-    if (hit && age < this.maxAgeMs) return hit;
-    if (!hit && age < this.missRefreshMs) return undefined;
-    await this.refresh();
+    if (hit && asked - this.readAt < this.maxAgeMs) return hit;
+    await this.snapshotSince(asked);
     return this.table.get(address);
   }
 
-  private refresh(): Promise<void> {
-    this.inFlight ??= new Promise<void>((resolve) => {
+  private async snapshotSince(asked: number): Promise<void> {
+    for (;;) {
+      if (this.lastStart >= asked && !this.pending) return;
+      if (this.pending) {
+        const p = this.pending;
+        await p.done;
+        if (p.start >= asked) return;
+        continue;
+      }
+      const start = Math.max(Date.now(), this.lastStart + this.minIntervalMs);
+      const done = new Promise<void>((r) => setTimeout(r, start - Date.now())).then(() => this.read()).finally(() => {
+        this.lastStart = start;
+        this.pending = undefined;
+      });
+      this.pending = { start, done };
+    }
+  }
+
+  private read(): Promise<void> {
+    return new Promise<void>((resolve) => {
       const [cmd, ...args] = this.command;
       execFile(cmd, args, { timeout: 2000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout) => {
         if (err) this.opts.log?.warn({ err: err.message }, 'cannot read the neighbour table');
         else this.table = parseIpNeigh(stdout);
         this.readAt = Date.now();
-        this.inFlight = undefined;
         resolve();
       });
     });
-    return this.inFlight;
   }
 }
