@@ -65,8 +65,9 @@ describe('Registry following etcd', () => {
     const source = new EtcdSource(kv, { prefix: t.store.keys.root, log: silentLogger() });
     await source.start(registry);
     expect(registry.vmByName('lab', 'late2')).toBeUndefined();
-    await eventually(() => registry.vmByName('lab', 'late1') && registry.vmByName('lab', 'late2'));
-    expect(source.health().reloads).toBe(1);
+    await eventually(() => source.health().reloads === 1);
+    expect(registry.vmByName('lab', 'late1')).toBeDefined();
+    expect(registry.vmByName('lab', 'late2')).toBeDefined();
     await t.writer.addVm({ name: 'after', network: 'lab' });
     await eventually(() => registry.vmByName('lab', 'after'));
     await source.close();
