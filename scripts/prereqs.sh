@@ -18,6 +18,7 @@ NEEDS=(
   "qemu-system-x86_64 qemu-system-x86"
   "busybox busybox-static"
   "cpio cpio"
+  "gcc build-essential"
   "radvd radvd"
   "rdisc6 ndisc6"
   "curl curl"

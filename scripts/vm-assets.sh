@@ -2,12 +2,12 @@
 # Builds (once, cached under .test-cache/vm/) what the real-VM tests boot: Debian's kernel with
 # the virtio network modules, and a base initramfs of busybox-static, those modules, a tiny RA
 # listener that writes resolv.conf from RDNSS/DNSSL, and an /init that brings eth0 up, waits
-# for SLAAC and then runs /test.sh (which a test appends as a second cpio archive).
+# for SLAAC and then runs /test.sh (which a test appends as a second cpio archive), then idles.
 # Prints the cache directory. Needs apt-get (download only), dpkg, gcc, cpio, busybox-static.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="$PWD/.test-cache/vm"
-VERSION=2 # bump when the recipe below changes
+VERSION=3 # bump when the recipe below changes
 if [ -f "$OUT/ready" ] && [ "$(cat "$OUT/ready")" = "$VERSION" ]; then echo "$OUT"; exit 0; fi
 exec 9>/tmp/uncloud-vm-assets.lock
 flock 9
@@ -56,7 +56,8 @@ for i in \$(seq 1 100); do [ -s /etc/resolv.conf ] && break; sleep 0.1; done
 echo "GUEST: resolv \$(tr '\n' ';' < /etc/resolv.conf)"
 [ -x /test.sh ] && /test.sh
 echo GUEST: done
-poweroff -f
+# Stay up: the agent treats a qemu that exits as a crash and restarts it.
+while true; do sleep 3600; done
 INIT
 chmod +x "$ROOT/init"
 (cd "$ROOT" && find . | cpio -o -H newc --quiet | gzip -1 > "$OUT/base.cpio.gz")
