@@ -3,7 +3,6 @@ import { Command, Option } from 'commander';
 import { loadConfig, ConfigError, setPath } from '../../config/load.js';
 import { createLogger } from '../../log.js';
 import { openStore } from '../../store/open.js';
-import { startAgent } from '../../agent/agent.js';
 import { CliError } from '../errors.js';
 
 interface AgentFlags { config?: string; store?: string; prefix?: string; host?: string; stateDir?: string; accel?: 'kvm' | 'tcg'; qemu?: string; logLevel?: string }
@@ -39,6 +38,7 @@ export function agentCommand(): Command {
       if (!cfg.store.url) throw new CliError('agent needs a store: --store etcd://HOST:PORT (or UNCLOUD_METADATA_STORE)');
       if (!cfg.agent.host) throw new CliError('agent needs --host NAME (this hypervisor, as in vm add --host)');
       const log = createLogger(cfg.log.level);
+      const { startAgent } = await import('../../agent/agent.js');
       const store = openStore(cfg.store.url, { prefix: cfg.store.prefix, tls: cfg.store.tls });
       const agent = await startAgent({ store, host: cfg.agent.host, stateDir: cfg.agent.stateDir, accel: cfg.agent.accel, qemu: cfg.agent.qemu, log });
       const stop = (signal: string) => {

@@ -3,7 +3,6 @@ import { Command } from 'commander';
 import { collect, positiveInt } from '../options.js';
 import { loadConfig, ConfigError, setPath } from '../../config/load.js';
 import { createLogger } from '../../log.js';
-import { serve, ServeError } from '../../daemon/serve.js';
 import { CliError } from '../errors.js';
 
 interface ServeFlags {
@@ -53,6 +52,8 @@ export function serveCommand(): Command {
         throw err;
       }
       const log = createLogger(cfg.log.level);
+      // The daemon (DNS, HTTP, etcd) loads only for this command, keeping the CLI quick.
+      const { serve, ServeError } = await import('../../daemon/serve.js');
       let daemon;
       try {
         daemon = await serve(cfg, log);

@@ -2,8 +2,12 @@
 // no global retry policy, no circuit breaker, a deadline on every unary call, and a bounded
 // exponential backoff for watch streams (the only reconnect we let the library do).
 import { readFileSync } from 'node:fs';
-import { Etcd3 } from 'etcd3';
-import { ExponentialBackoff, noop } from 'cockatiel';
+import { createRequire } from 'node:module';
+import type { Etcd3 } from 'etcd3';
+
+// etcd3 pulls in gRPC and protobufjs (most of a CLI command's start-up time): load it only when a
+// command actually talks to etcd, not for file stores, --help or config checks.
+const require = createRequire(import.meta.url);
 
 export interface EtcdTls {
   ca: string;
@@ -21,7 +25,9 @@ export interface EtcdOptions {
 export function createEtcdClient(opts: EtcdOptions): Etcd3 {
   const scheme = opts.tls ? 'https' : 'http';
   const timeout = opts.callTimeoutMs ?? 5000;
-  return new Etcd3({
+  const { Etcd3: Client } = require('etcd3') as typeof import('etcd3');
+  const { ExponentialBackoff, noop } = require('cockatiel') as typeof import('cockatiel');
+  return new Client({
     hosts: opts.endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `${scheme}://${e}`)),
     dialTimeout: timeout,
     credentials: opts.tls
