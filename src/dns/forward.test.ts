@@ -24,8 +24,8 @@ async function serve(opts: Partial<Parameters<typeof startDnsServer>[0]> & { reg
 }
 
 beforeAll(async () => {
-  upstream = await startDnsmasq({ zone: 'example.org', hostRecords: ['ext.example.org,192.0.2.7,2001:db8:ff::7', 'short.example.org,192.0.2.8'], ttl: 2 });
-  other = await startDnsmasq({ zone: 'example.org', hostRecords: ['ext.example.org,198.51.100.9'], ttl: 60 });
+  upstream = await startDnsmasq({ port: await freePort(), zone: 'example.org', hostRecords: ['ext.example.org,192.0.2.7,2001:db8:ff::7', 'short.example.org,192.0.2.8'], ttl: 2 });
+  other = await startDnsmasq({ port: await freePort(), zone: 'example.org', hostRecords: ['ext.example.org,198.51.100.9'], ttl: 60 });
   await t.writer.addNetwork({ name: 'lab', prefix6: '2001:db8:1::/64', domain: 'lab.example', metadata6: '2001:db8:1::1' });
   const { registry } = await t.follow();
   port = await serve({ registry, upstreams: [`127.0.0.1:${upstream.port}`] });

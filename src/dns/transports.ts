@@ -15,7 +15,8 @@ export async function listenUdp(host: string, port: number, ipv6Only: boolean, r
   sock.on('message', (msg, rinfo) => {
     const hit = responder.fast(msg, rinfo.address);
     if (hit) {
-      sock.send(hit, rinfo.port, rinfo.address, swallow);
+      // No callback: a failed send surfaces as the socket's 'error' event (logged below).
+      sock.send(hit, rinfo.port, rinfo.address);
       return;
     }
     responder.respond(msg, rinfo.address, 'udp').then((out) => {

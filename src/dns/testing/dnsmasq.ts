@@ -1,10 +1,10 @@
 // Starts Debian's dnsmasq as a real upstream for forwarding tests: authoritative for one zone
 // (so negative answers carry a SOA, as RFC 2308 caching needs), logging every query it gets.
+// Test-only (it is compiled with src, so it imports nothing from test/).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../../test/support/ports.js';
 
 export interface Dnsmasq {
   port: number;
@@ -13,8 +13,8 @@ export interface Dnsmasq {
   close(): Promise<void>;
 }
 
-export async function startDnsmasq(opts: { zone: string; hostRecords: string[]; ttl: number }): Promise<Dnsmasq> {
-  const port = await freePort();
+export async function startDnsmasq(opts: { port: number; zone: string; hostRecords: string[]; ttl: number }): Promise<Dnsmasq> {
+  const port = opts.port;
   const dir = mkdtempSync(join(tmpdir(), 'uncloud-dnsmasq-'));
   const log = join(dir, 'queries.log');
   const proc: ChildProcess = spawn('/usr/sbin/dnsmasq', [
