@@ -9,6 +9,16 @@ import type { Etcd3 } from 'etcd3';
 // command actually talks to etcd, not for file stores, --help or config checks.
 const require = createRequire(import.meta.url);
 
+// gRPC sets the TLS server name to the endpoint's IP address, which Node flags (DEP0123) on
+// every connection; the certificate's IP SAN is still checked. Keep that one warning off
+// stderr, where a CLI error must stay one line.
+const emitWarning = process.emitWarning.bind(process);
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const code = typeof rest[0] === 'object' && rest[0] ? (rest[0] as { code?: string }).code : rest[1];
+  if (code === 'DEP0123') return;
+  (emitWarning as (...a: unknown[]) => void)(warning, ...rest);
+}) as typeof process.emitWarning;
+
 export interface EtcdTls {
   ca: string;
   cert?: string;
