@@ -1,7 +1,7 @@
 // The agent against real etcd, real qemu (TCG, no guest OS: the firmware idles), real links and
 // nftables inside a network namespace (ip, nft and qemu run through `ip netns exec` wrappers).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, existsSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, writeFileSync, chmodSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { etcdTestStore, eventually, type TestStore } from '../../test/support/store.js';
@@ -114,6 +114,17 @@ describe('agent', () => {
     expect(after).toMatchObject({ restarts: 1, lastError: 'qemu exited' });
     expect(isOurQemu(after!.pid!, key)).toBe(true);
     expect(isOurQemu(before.pid!, key)).toBe(false);
+  }, 60_000);
+
+  it('restarts the VM when its configuration changes', async () => {
+    const before = (await state())!;
+    await ts.writer.setVm('web1', 'lab', { resources: { memoryMiB: 96 } });
+    const after = await eventually(async () => {
+      const s = await state();
+      return s?.state === 'running' && s.pid !== before.pid ? s : undefined;
+    }, 20_000);
+    expect(isOurQemu(before.pid!, key)).toBe(false);
+    expect(readFileSync(`/proc/${after!.pid}/cmdline`, 'utf8').split('\0')).toContain('96');
   }, 60_000);
 
   it('stops the VM, removes its tap, rules and state when it moves to another host', async () => {

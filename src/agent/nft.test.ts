@@ -62,12 +62,15 @@ describe('nftables with real traffic', () => {
 
   /** Sends one UDP datagram per source to the bridge's address; returns the sources that arrived. */
   const deliver = async (sources: string[]): Promise<string[]> => {
-    const rx = host.spawn('python3', [PROBE, 'udp-recv', 'fd00:5::1', '9999', '4']);
+    const rx = host.spawn('python3', [PROBE, 'udp-recv', 'fd00:5::1', '9999', '120']);
+    const exited = new Promise((r) => rx.on('exit', r));
     let out = '';
     rx.stdout!.on('data', (b) => (out += b));
     await new Promise<void>((resolve) => rx.stdout!.on('data', () => out.includes('ready') && resolve()));
     for (const src of sources) await guest.exec('python3', [PROBE, 'udp-send', src, 'fd00:5::1', '9999', src]);
-    await new Promise((r) => rx.on('exit', r));
+    await new Promise((r) => setTimeout(r, 500)); // local delivery is immediate; this is slack for a loaded machine
+    rx.kill('SIGTERM');
+    await exited;
     return out.split('\n').filter((l) => l && l !== 'ready').map((l) => l.split(' ')[1]);
   };
 
