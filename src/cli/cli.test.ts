@@ -68,6 +68,29 @@ for (const kind of ['etcd', 'file'] as const) {
       expect((await cli(['user', 'show', 'alice', ...base])).stdout).toContain(ED25519);
     });
 
+    it('status shows the store, its networks and where VMs run', async () => {
+      const r = await cli(['status', ...base]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^store\s+(etcd|file):/);
+      expect(r.stdout).toMatch(/lab\s+2001:db8:7::\/64\s+lab\.example\s+2001:db8:7::1\s+1/);
+      expect(r.stdout).toMatch(/\(unscheduled\)/);
+      const json = JSON.parse((await cli(['status', '--json', ...base])).stdout);
+      expect(json.store.reachable).toBe(true);
+      expect(json.networks).toEqual([{ name: 'lab', prefix6: '2001:db8:7::/64', domain: 'lab.example', metadata6: '2001:db8:7::1', vms: 1 }]);
+    });
+
+    it('ra-config prints radvd and dnsmasq configs for a network', async () => {
+      const radvd = await cli(['ra-config', 'lab', ...base]);
+      expect(radvd.stdout).toMatch(/interface br-lab/);
+      expect(radvd.stdout).toMatch(/RDNSS 2001:db8:7::1/);
+      expect(radvd.stdout).toMatch(/DNSSL lab\.example/);
+      const dnsmasq = await cli(['ra-config', 'lab', '--format', 'dnsmasq', ...base]);
+      expect(dnsmasq.stdout).toMatch(/dhcp-option=option6:dns-server,\[2001:db8:7::1\]/);
+      const bad = await cli(['ra-config', 'lab', '--format', 'bird', ...base]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    });
+
     it('vm set changes only what it names', async () => {
       expect((await cli(['vm', 'set', 'web1', '--meta', 'tier=1', '--memory', '1024', ...base])).code).toBe(0);
       expect((await cli(['vm', 'set', 'web1', '--meta', 'role=', ...base])).code).toBe(0);
