@@ -28,5 +28,7 @@ export function verifyToken(secret: Buffer, view: VmView, token: string, nowMs =
   if (!m) return false;
   const expiry = Number(m[1]);
   if (expiry * 1000 <= nowMs) return false;
-  return timingSafeEqual(Buffer.from(m[2], 'base64url'), mac(secret, view, expiry));
+  // Compare the text, not decoded bytes: base64's last character carries spare bits, and a
+  // token must have exactly one spelling.
+  return timingSafeEqual(Buffer.from(m[2]), Buffer.from(mac(secret, view, expiry).toString('base64url')));
 }
