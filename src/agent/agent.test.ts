@@ -1,5 +1,6 @@
 // The agent against real etcd, real qemu (TCG, no guest OS: the firmware idles), real links and
 // nftables inside a network namespace (ip, nft and qemu run through `ip netns exec` wrappers).
+import { createMetricsRegistry } from '../metrics.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, existsSync, writeFileSync, chmodSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -67,9 +68,14 @@ describe('agent', () => {
   });
 
   it('starts the VMs scheduled to its host, on a bridge and tap, behind its rules, and reports them', async () => {
-    agent = await startAgent(base);
+    const metrics = createMetricsRegistry(false);
+    agent = await startAgent({ ...base, metrics });
     const s = await eventually(async () => { const v = await state(); return v?.state === 'running' ? v : undefined; }, 20_000);
     expect(s).toMatchObject({ host: 'hv1', state: 'running', restarts: 0 });
+    const actions = await metrics.getSingleMetricAsString('uncloud_metadata_agent_actions_total');
+    expect(actions).toMatch(/action="started"} 1/);
+    expect(actions).toMatch(/action="rules_applied"} [1-9]/);
+    expect(agent.ready()).toBe(true);
     expect(isOurQemu(s!.pid!, key)).toBe(true);
     // Only its own VM: db1 belongs to hv2.
     expect(await ts.store.kv.get(ts.store.keys.vmState('lab', 'db1'))).toBeUndefined();
@@ -96,8 +102,10 @@ describe('agent', () => {
     agent = undefined;
     expect(isOurQemu(before.pid!, key)).toBe(true); // stopping the agent leaves VMs running
     await eventually(async () => !(await ts.store.kv.get(ts.store.keys.host('hv1'))), 5000); // lease revoked
-    agent = await startAgent(base);
+    const metrics = createMetricsRegistry(false);
+    agent = await startAgent({ ...base, metrics });
     await new Promise((r) => setTimeout(r, 1000));
+    expect(await metrics.getSingleMetricAsString('uncloud_metadata_agent_actions_total')).toMatch(/action="adopted"} 1/);
     const after = (await state())!;
     expect(after).toMatchObject({ state: 'running', pid: before.pid, since: before.since, restarts: 0 });
     expect(readPid(join(stateDir, 'lab', 'web1'))).toBe(before.pid);

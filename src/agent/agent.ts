@@ -17,6 +17,7 @@ import {
   isOurQemu, launchQemu, probeAccel, readPid, readSpec, specText, stopQemu, type Accel, type QemuSpec,
 } from './qemu.js';
 import { Heartbeat } from './heartbeat.js';
+import { Counter, Gauge } from 'prom-client';
 
 export interface AgentOptions {
   store: OpenedStore;
@@ -36,9 +37,13 @@ export interface AgentOptions {
   /** First restart delay after a failure, doubled up to 60 s (default 1 s). */
   backoffMs?: number;
   heartbeatTtlSeconds?: number;
+  /** Prometheus registry for reconcile actions (served by `agent --admin`). */
+  metrics?: import('prom-client').Registry;
 }
 
 export interface Agent {
+  /** Loaded and following the store (VMs keep running either way). */
+  ready(): boolean;
   /** Stops the loop and the heartbeat; VMs keep running and are adopted on the next start. */
   stop(): Promise<void>;
 }
@@ -81,6 +86,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   await source.start(registry);
   await agent.start();
   return {
+    ready: () => registry.loaded && source.health().connected,
     async stop() {
       await source.close();
       await agent.stop();
@@ -101,7 +107,14 @@ class HostAgent {
   private sweepTimer?: NodeJS.Timeout;
   private wakeTimer?: NodeJS.Timeout;
 
+  private readonly actions?: Counter<'action'>;
+
   constructor(private readonly opts: AgentOptions, private readonly registry: Registry, private readonly qemu: string, private readonly accel: Accel) {
+    if (opts.metrics) {
+      this.actions = new Counter({ name: 'uncloud_metadata_agent_actions_total', help: 'reconcile actions by kind', labelNames: ['action'], registers: [opts.metrics] });
+      const managed = this.managed;
+      new Gauge({ name: 'uncloud_metadata_agent_vms', help: 'VMs this agent manages', registers: [opts.metrics], collect() { this.set(managed.size); } });
+    }
     this.links = new Links(opts.ip);
     this.heartbeat = new Heartbeat({
       kv: opts.store.kv, keys: opts.store.keys, host: opts.host, version: packageVersion(),
@@ -183,6 +196,7 @@ class HostAgent {
         await applyRuleset(rules, this.opts.nft);
         this.appliedRules = rules;
         this.opts.log.info({ vms: ready.length }, 'nftables rules applied');
+        this.actions?.inc({ action: 'rules_applied' });
       } catch (err) {
         for (const v of ready) await this.fail(this.managed.get(v.key)!, `nftables: ${(err as Error).message}`);
         return;
@@ -248,12 +262,14 @@ class HostAgent {
           m.since = prev?.pid === pid && prev.host === this.opts.host ? prev.since : new Date().toISOString();
           m.startedAt = Date.now();
           this.opts.log.info({ vm: m.key, pid }, 'adopted running VM');
+          this.actions?.inc({ action: 'adopted' });
         }
         m.state = 'running';
         await this.writeState(m);
         return;
       }
       this.opts.log.info({ vm: m.key, pid }, 'VM configuration changed; restarting it');
+      this.actions?.inc({ action: 'reconfigured' });
       await stopQemu(m.dir, m.key, this.opts.stopTimeoutMs ?? 30_000);
       m.pid = undefined;
     }
@@ -268,6 +284,7 @@ class HostAgent {
       m.since = new Date().toISOString();
       m.startedAt = Date.now();
       this.opts.log.info({ vm: m.key, pid: m.pid, tap: m.tap, accel: this.accel }, 'VM started');
+      this.actions?.inc({ action: 'started' });
       await this.writeState(m);
     } catch (err) {
       await this.fail(m, `qemu: ${(err as Error).message}`);
@@ -282,6 +299,7 @@ class HostAgent {
     m.since = new Date().toISOString();
     m.notBefore = Date.now() + Math.min((this.opts.backoffMs ?? 1000) * 2 ** (m.failures - 1), MAX_BACKOFF_MS);
     this.opts.log.warn({ vm: m.key, error, retryInMs: m.notBefore - Date.now() }, 'VM failed');
+    this.actions?.inc({ action: 'failed' });
     this.wakeAt(m.notBefore);
     await this.writeState(m);
   }
@@ -310,6 +328,7 @@ class HostAgent {
           await this.links.removeTap(d.tap);
           await this.clearState(d.network, d.name);
           this.opts.log.info({ vm: key, how }, 'VM stopped and removed from this host');
+          this.actions?.inc({ action: 'removed' });
         } catch (err) {
           this.opts.log.error({ vm: key, err: (err as Error).message }, 'could not retire VM');
         } finally {

@@ -7,8 +7,8 @@ import type { StateSource } from '../store/kv.js';
 
 export interface AdminOptions {
   listen: { host: string; port: number }[];
-  registry: Registry;
-  source: () => StateSource | undefined;
+  /** What /readyz reports; "loading" answers 503, anything else 200. */
+  readiness: () => { status: 'loading' | 'ready' | 'degraded' } & Record<string, unknown>;
   metrics: Metrics;
 }
 
@@ -28,7 +28,7 @@ export async function startAdmin(opts: AdminOptions): Promise<{ close(): Promise
   const handler = async (path: string): Promise<{ status: number; type: string; body: string }> => {
     if (path === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' };
     if (path === '/readyz') {
-      const r = readiness(opts.registry, opts.source());
+      const r = opts.readiness();
       return { status: r.status === 'loading' ? 503 : 200, type: 'application/json', body: `${JSON.stringify(r)}\n` };
     }
     if (path === '/metrics') return { status: 200, type: opts.metrics.contentType, body: await opts.metrics.metrics() };

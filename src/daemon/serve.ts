@@ -15,7 +15,7 @@ import { parseHostPort } from '../model/ip.js';
 import { createMetricsRegistry } from '../metrics.js';
 import { startDnsServer } from '../dns/server.js';
 import { startHttpServer } from '../http/server.js';
-import { startAdmin } from './admin.js';
+import { readiness, startAdmin } from './admin.js';
 import { registerStoreMetrics } from './metrics.js';
 import { DEMO_ADMIN, DEMO_DNS, DEMO_HTTP, demoStatePath, seedDemo } from './demo.js';
 
@@ -80,7 +80,7 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
   const closers: (() => Promise<void>)[] = [];
   let closed = false;
 
-  const adminServer = await startAdmin({ listen: listens(admin, 9153, 'admin'), registry, source: () => source, metrics });
+  const adminServer = await startAdmin({ listen: listens(admin, 9153, 'admin'), readiness: () => readiness(registry, source), metrics });
   closers.push(() => adminServer.close());
 
   await firstLoad(source, registry, log, () => closed);

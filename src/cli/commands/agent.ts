@@ -4,8 +4,9 @@ import { loadConfig, ConfigError, setPath } from '../../config/load.js';
 import { createLogger } from '../../log.js';
 import { openStore } from '../../store/open.js';
 import { CliError } from '../errors.js';
+import { parseHostPort } from '../../model/ip.js';
 
-interface AgentFlags { config?: string; store?: string; prefix?: string; host?: string; stateDir?: string; accel?: 'kvm' | 'tcg'; qemu?: string; logLevel?: string }
+interface AgentFlags { admin?: string; config?: string; store?: string; prefix?: string; host?: string; stateDir?: string; accel?: 'kvm' | 'tcg'; qemu?: string; logLevel?: string }
 
 export function agentCommand(): Command {
   return new Command('agent')
@@ -17,6 +18,7 @@ export function agentCommand(): Command {
     .option('--state-dir <dir>', 'per-VM console logs, QMP sockets, pidfiles')
     .addOption(new Option('--accel <accel>', 'accelerator (default: kvm when /dev/kvm works, else tcg)').choices(['kvm', 'tcg']))
     .option('--qemu <path>', 'qemu binary')
+    .option('--admin <addr:port>', 'admin listener for /healthz /readyz /metrics (default [::1]:9154; "none" to disable)')
     .option('--log-level <level>', 'trace|debug|info|warn|error')
     .action(async (o: AgentFlags) => {
       const flags: Record<string, unknown> = {};
@@ -40,10 +42,17 @@ export function agentCommand(): Command {
       const log = createLogger(cfg.log.level);
       const { startAgent } = await import('../../agent/agent.js');
       const store = openStore(cfg.store.url, { prefix: cfg.store.prefix, tls: cfg.store.tls });
-      const agent = await startAgent({ store, host: cfg.agent.host, stateDir: cfg.agent.stateDir, accel: cfg.agent.accel, qemu: cfg.agent.qemu, log });
+      const { createMetricsRegistry } = await import('../../metrics.js');
+      const { startAdmin } = await import('../../daemon/admin.js');
+      const metrics = createMetricsRegistry();
+      const agent = await startAgent({ store, host: cfg.agent.host, stateDir: cfg.agent.stateDir, accel: cfg.agent.accel, qemu: cfg.agent.qemu, log, metrics });
+      const adminAt = o.admin ?? '[::1]:9154';
+      const hp = adminAt === 'none' ? undefined : parseHostPort(adminAt, 9154);
+      if (adminAt !== 'none' && !hp) throw new CliError(`--admin: "${adminAt}" is not ADDR[:PORT]`);
+      const admin = hp ? await startAdmin({ listen: [hp], metrics, readiness: () => ({ status: agent.ready() ? 'ready' : 'degraded' }) }) : undefined;
       const stop = (signal: string) => {
         log.info({ signal }, 'agent stopping; VMs keep running');
-        agent.stop().then(() => store.kv.close()).then(() => process.exit(0), () => process.exit(1));
+        agent.stop().then(() => admin?.close()).then(() => store.kv.close()).then(() => process.exit(0), () => process.exit(1));
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
