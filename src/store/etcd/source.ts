@@ -6,7 +6,9 @@
 //  - compaction: the watch is cancelled with a compacted revision; we reload everything at a
 //    new revision and swap the sink atomically (reset), then watch again.
 //  - store rewound (restored from a snapshot at an older revision, or a new cluster): the
-//    probe sees a header revision below ours or a different cluster id; full reload.
+//    probe sees a header revision below ours or a different cluster id; full reload. A restore
+//    can also hide behind a higher revision (restored, then written past ours while we were cut
+//    off; cluster id unchanged): so every watch reconnect after a drop reloads too.
 //  - reload fails (etcd down): retried with backoff until it succeeds; the sink keeps its state.
 import type { Watcher } from 'etcd3';
 import type { Logger } from 'pino';
@@ -28,6 +30,7 @@ export class EtcdSource implements StateSource {
   private closed = false;
   private clusterId?: string;
   private reloading?: Promise<void>;
+  private reloadScheduled = false;
   private readonly state: SourceHealth = { live: false, connected: false, revision: 0, reloads: 0, reconnects: 0 };
   /** Called after every successful apply/reset, for metrics and tests. */
   onRevision?: (revision: number, kind: 'reset' | 'apply') => void;
@@ -84,34 +87,49 @@ export class EtcdSource implements StateSource {
       if (rev > this.state.revision) this.state.revision = rev;
       if (changes.length) this.onRevision?.(rev, 'apply');
     });
+    let dropped = false;
     watcher.on('disconnected', (err: Error) => {
       if (watcher !== this.watcher) return;
       this.state.connected = false;
-      this.state.reconnects++;
       this.state.lastError = err.message;
+      if (dropped) return; // every retry of the stream reports again: count and log the outage once
+      dropped = true;
+      this.state.reconnects++;
       this.opts.log.warn({ err: err.message }, 'etcd watch disconnected; serving last known state');
     });
     watcher.on('connected', () => {
       if (watcher !== this.watcher) return;
-      if (!this.state.connected) this.opts.log.info('etcd watch reconnected');
+      if (dropped) {
+        // While we were cut off, etcd may have been restored from a snapshot and written past our
+        // revision since (same cluster id, higher revision): the resumed watch would then skip
+        // those writes silently and no probe could tell. One consistent re-read settles it.
+        this.opts.log.info('etcd watch reconnected; reloading (the store may have been rewound meanwhile)');
+        this.scheduleReload(0);
+        return;
+      }
       this.state.connected = true;
     });
     watcher.on('error', (err: Error) => {
       if (watcher !== this.watcher) return;
-      // A cancelled watch is not resumed by the library: compaction is the common cause.
+      // A cancelled watch is not resumed by the library: compaction is the common cause (etcd
+      // 3.4 cancels with an empty reason and only a compact_revision).
       this.state.lastError = err.message;
-      const compacted = /compacted/i.test(err.message);
-      this.opts.log.warn({ err: err.message }, compacted ? 'etcd revision compacted; reloading' : 'etcd watch failed; reloading');
+      this.opts.log.warn({ err: err.message }, 'etcd watch cancelled (its revision was compacted, most likely); reloading');
       this.scheduleReload(0);
     });
   }
 
   /** Reload everything, retrying with backoff while etcd is away. */
   private scheduleReload(attempt: number): void {
-    if (this.closed || this.reloading) return;
+    if (this.closed || this.reloading || this.reloadScheduled) return;
+    this.reloadScheduled = true;
+    // The old watch must end on the server too, or every rewind would leak one.
+    const old = this.watcher;
     this.watcher = undefined;
+    void old?.cancel().catch(() => undefined);
     const delay = attempt === 0 ? 0 : Math.min(100 * 2 ** attempt, 2000);
     this.reloadTimer = setTimeout(() => {
+      this.reloadScheduled = false;
       this.reloading = this.load().then(
         () => {
           this.state.reloads++;
