@@ -1,7 +1,7 @@
 // `serve` as an operator runs it: the built binary on real etcd, answered by real dig and curl;
 // the embedded demo exactly as the README's quick start promises; graceful SIGTERM.
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -76,7 +76,13 @@ describe('the embedded demo (npm start)', () => {
 
   it('serves metadata on [::1]:1053 and [::1]:8775 with no store configured', async () => {
     const state = join(mkdtempSync(join(tmpdir(), 'uncloud-demo-')), 'demo.json');
-    demo = await startBin(['serve'], { env: { UNCLOUD_METADATA_DEMO_STATE: state } });
+    // Exactly what `npm start` runs after its build step (the build itself ran before the suite).
+    const start: string = JSON.parse(readFileSync(join(import.meta.dirname, '../../package.json'), 'utf8')).scripts.start;
+    const [build, run] = start.split(' && ');
+    expect(build).toBe('npm run -s build');
+    const [node, bin, ...args] = run.split(' ');
+    expect([node, bin]).toEqual(['node', 'dist/cli/main.js']);
+    demo = await startBin(args, { env: { UNCLOUD_METADATA_DEMO_STATE: state } });
     expect(demo.output()).toContain('dig @::1 -p 1053 metadata AAAA');
     expect(await dig('@::1', '-p', '1053', 'metadata', 'AAAA')).toBe('::1');
     expect(await dig('@127.0.0.1', '-p', '1053', 'metadata', 'A')).toBe('127.0.0.1');
