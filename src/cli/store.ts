@@ -1,7 +1,7 @@
 // Which store a command talks to: --store, else UNCLOUD_METADATA_STORE (and --prefix / TLS env).
 import { openStore, parseStoreUrl, StoreUrlError, type OpenedStore } from '../store/open.js';
 import { StoreWriter } from '../store/writer.js';
-import { loadConfig, ConfigError } from '../config/load.js';
+import { flagLayer, loadConfigOr } from '../config/load.js';
 import { CliError } from './errors.js';
 
 export interface StoreFlags {
@@ -11,13 +11,7 @@ export interface StoreFlags {
 }
 
 export function storeFromFlags(flags: StoreFlags): { store: OpenedStore; writer: StoreWriter } {
-  let cfg;
-  try {
-    cfg = loadConfig({ file: flags.config, flags: { store: { ...(flags.store ? { url: flags.store } : {}), ...(flags.prefix ? { prefix: flags.prefix } : {}) } } });
-  } catch (err) {
-    if (err instanceof ConfigError) throw new CliError(err.message);
-    throw err;
-  }
+  const cfg = loadConfigOr({ file: flags.config, flags: flagLayer({ ...flags }, { store: ['store', 'url'], prefix: ['store', 'prefix'] }) }, (m) => new CliError(m));
   const url = cfg.store.url;
   if (!url) throw new CliError('no store given: use --store etcd://HOST:PORT or --store file:PATH, or set UNCLOUD_METADATA_STORE');
   try {

@@ -104,3 +104,23 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   const env = envLayer(opts.env ?? process.env);
   return validateConfig(merge(merge(file, env), opts.flags ?? {}), 'config');
 }
+
+/**
+ * A config layer from parsed command-line flags: `paths` maps a flag's name to its config path;
+ * flags that were not given are left out, so they do not override the environment or the file.
+ */
+export function flagLayer(flags: Record<string, unknown>, paths: Record<string, string[]>): Layer {
+  const layer: Layer = {};
+  for (const [flag, path] of Object.entries(paths)) if (flags[flag] !== undefined) setPath(layer, path, flags[flag]);
+  return layer;
+}
+
+/** Loads the config for a daemon command, turning config errors into the caller's error type. */
+export function loadConfigOr<E extends Error>(opts: Parameters<typeof loadConfig>[0], toError: (message: string) => E): Config {
+  try {
+    return loadConfig(opts);
+  } catch (err) {
+    if (err instanceof ConfigError) throw toError(err.message);
+    throw err;
+  }
+}

@@ -1,12 +1,17 @@
 // uncloud-metadata agent: the host agent (qemu + taps + nftables) for one hypervisor.
 import { Command, Option } from 'commander';
-import { loadConfig, ConfigError, setPath } from '../../config/load.js';
+import { flagLayer, loadConfigOr } from '../../config/load.js';
 import { createLogger } from '../../log.js';
 import { openStore } from '../../store/open.js';
 import { CliError } from '../errors.js';
 import { parseHostPort } from '../../model/ip.js';
 
 interface AgentFlags { admin?: string; config?: string; store?: string; prefix?: string; host?: string; stateDir?: string; accel?: 'kvm' | 'tcg'; qemu?: string; logLevel?: string }
+
+const FLAG_PATHS: Record<string, string[]> = {
+  store: ['store', 'url'], prefix: ['store', 'prefix'], logLevel: ['log', 'level'], host: ['agent', 'host'],
+  stateDir: ['agent', 'stateDir'], accel: ['agent', 'accel'], qemu: ['agent', 'qemu'],
+};
 
 export function agentCommand(): Command {
   return new Command('agent')
@@ -21,22 +26,7 @@ export function agentCommand(): Command {
     .option('--admin <addr:port>', 'admin listener for /healthz /readyz /metrics (default [::1]:9154; "none" to disable)')
     .option('--log-level <level>', 'trace|debug|info|warn|error')
     .action(async (o: AgentFlags) => {
-      const flags: Record<string, unknown> = {};
-      const set = (path: string[], v: unknown) => { if (v !== undefined) setPath(flags, path, v); };
-      set(['store', 'url'], o.store);
-      set(['store', 'prefix'], o.prefix);
-      set(['log', 'level'], o.logLevel);
-      set(['agent', 'host'], o.host);
-      set(['agent', 'stateDir'], o.stateDir);
-      set(['agent', 'accel'], o.accel);
-      set(['agent', 'qemu'], o.qemu);
-      let cfg;
-      try {
-        cfg = loadConfig({ file: o.config, flags });
-      } catch (err) {
-        if (err instanceof ConfigError) throw new CliError(err.message);
-        throw err;
-      }
+      const cfg = loadConfigOr({ file: o.config, flags: flagLayer({ ...o }, FLAG_PATHS) }, (m) => new CliError(m));
       if (!cfg.store.url) throw new CliError('agent needs a store: --store etcd://HOST:PORT (or UNCLOUD_METADATA_STORE)');
       if (!cfg.agent.host) throw new CliError('agent needs --host NAME (this hypervisor, as in vm add --host)');
       const log = createLogger(cfg.log.level);

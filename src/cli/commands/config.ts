@@ -1,6 +1,6 @@
 // uncloud-metadata config check FILE
 import { Command } from 'commander';
-import { loadConfig, ConfigError } from '../../config/load.js';
+import { loadConfigOr } from '../../config/load.js';
 import { CliError } from '../errors.js';
 import { printJson } from '../print.js';
 
@@ -9,14 +9,9 @@ export function configCommand(): Command {
   cmd.command('check <file>').description('validate a config file (with the environment applied) and print the result')
     .option('--json', 'print the effective config as JSON')
     .action((file: string, o: { json?: boolean }) => {
-      try {
-        const cfg = loadConfig({ file });
-        if (o.json) printJson(cfg);
-        else process.stdout.write(`${file}: ok\n`);
-      } catch (err) {
-        if (err instanceof ConfigError) throw new CliError(err.message);
-        throw err;
-      }
+      const cfg = loadConfigOr({ file }, (m) => new CliError(m));
+      if (o.json) printJson(cfg);
+      else process.stdout.write(`${file}: ok\n`);
     });
   return cmd;
 }

@@ -1,7 +1,7 @@
 // uncloud-metadata serve: the appliance daemon.
 import { Command } from 'commander';
 import { collect, positiveInt } from '../options.js';
-import { loadConfig, ConfigError, setPath } from '../../config/load.js';
+import { flagLayer, loadConfigOr } from '../../config/load.js';
 import { createLogger } from '../../log.js';
 import { CliError } from '../errors.js';
 
@@ -10,23 +10,11 @@ interface ServeFlags {
   admin?: string[]; upstream?: string[]; ttl?: number; logLevel?: string; tokenSecretFile?: string; workers?: number;
 }
 
-/** Only the flags that were given, as a config layer (they override env and file). */
-function flagLayer(o: ServeFlags): Record<string, unknown> {
-  const layer: Record<string, unknown> = {};
-  const set = (path: string[], v: unknown) => { if (v !== undefined) setPath(layer, path, v); };
-  set(['store', 'url'], o.store);
-  set(['store', 'prefix'], o.prefix);
-  set(['log', 'level'], o.logLevel);
-  set(['serve', 'networks'], o.network);
-  set(['serve', 'dns'], o.dns);
-  set(['serve', 'http'], o.http);
-  set(['serve', 'admin'], o.admin);
-  set(['serve', 'upstreams'], o.upstream);
-  set(['serve', 'ttl'], o.ttl);
-  set(['serve', 'tokenSecretFile'], o.tokenSecretFile);
-  set(['serve', 'workers'], o.workers);
-  return layer;
-}
+const FLAG_PATHS: Record<string, string[]> = {
+  store: ['store', 'url'], prefix: ['store', 'prefix'], logLevel: ['log', 'level'],
+  network: ['serve', 'networks'], dns: ['serve', 'dns'], http: ['serve', 'http'], admin: ['serve', 'admin'],
+  upstream: ['serve', 'upstreams'], ttl: ['serve', 'ttl'], tokenSecretFile: ['serve', 'tokenSecretFile'], workers: ['serve', 'workers'],
+};
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -44,13 +32,7 @@ export function serveCommand(): Command {
     .option('--workers <n>', 'worker processes', positiveInt('workers'))
     .option('--log-level <level>', 'trace|debug|info|warn|error')
     .action(async (o: ServeFlags) => {
-      let cfg;
-      try {
-        cfg = loadConfig({ file: o.config, flags: flagLayer(o) });
-      } catch (err) {
-        if (err instanceof ConfigError) throw new CliError(err.message);
-        throw err;
-      }
+      const cfg = loadConfigOr({ file: o.config, flags: flagLayer({ ...o }, FLAG_PATHS) }, (m) => new CliError(m));
       const log = createLogger(cfg.log.level);
       // The daemon (DNS, HTTP, etcd) loads only for this command, keeping the CLI quick.
       const { serve, ServeError } = await import('../../daemon/serve.js');
