@@ -194,6 +194,14 @@ describe('IMDSv2 tokens', () => {
   });
 });
 
+/** In-process fetch for the timing tests: a spawned curl's start-up would blur the clock. */
+async function get(url: string, headers: Record<string, string> = {}) {
+  const started = Date.now();
+  const r = await fetch(url, { headers });
+  const body = await r.text();
+  return { status: r.status, headers: Object.fromEntries(r.headers), body, ms: Date.now() - started };
+}
+
 /** Sends raw bytes and returns what comes back until the server closes or `ms` pass. */
 function raw(port: number, data: string, ms = 3000): Promise<string> {
   return new Promise((resolve) => {
@@ -278,16 +286,17 @@ describe('live change', () => {
     const g = { 'Metadata-Flavor': 'Google' };
     // Warm every cache first, so a stale answer would show.
     const urls = [`${base6}/keys`, `${base6}/openstack/latest/meta_data.json`, `${base6}/latest/meta-data/public-keys/`, `${base6}/nocloud/meta-data`, `${base6}/computeMetadata/v1/instance/attributes/ssh-keys`];
-    for (const u of urls) await curl(u, { headers: g });
+    for (const u of urls) await get(u, g);
     const added = fakeKey(9, 'desk');
-    const started = Date.now();
     await t.writer.addUserKey('alice', 'desk', added);
     await t.writer.setVm('web', 'loop', { userData: '#cloud-config\nhostname: changed\n' });
+    // From the moment both writes are committed in etcd.
+    const started = Date.now();
     const seen = async () => {
-      const bodies = await Promise.all(urls.map((u) => curl(u, { headers: g }).then((r) => r.body)));
+      const bodies = await Promise.all(urls.map((u) => get(u, g).then((r) => r.body)));
       const ud = await Promise.all([
-        curl(`${base6}/openstack/latest/user_data`), curl(`${base6}/latest/user-data`), curl(`${base6}/nocloud/user-data`),
-        curl(`${base6}/computeMetadata/v1/instance/attributes/user-data`, { headers: g }),
+        get(`${base6}/openstack/latest/user_data`), get(`${base6}/latest/user-data`), get(`${base6}/nocloud/user-data`),
+        get(`${base6}/computeMetadata/v1/instance/attributes/user-data`, g),
       ]);
       return bodies.every((b) => b.includes(added.split(' ')[1]) || b.includes('=desk')) && ud.every((r) => r.body.includes('changed'));
     };
@@ -303,13 +312,13 @@ describe('live change', () => {
 describe('wait_for_change', () => {
   const g = { 'Metadata-Flavor': 'Google' };
   it('returns at once when last_etag is stale, and within a second of a change otherwise (past the request timeout)', async () => {
-    const now = await curl(`${base6}/computeMetadata/v1/instance/attributes/?recursive=true`, { headers: g });
+    const now = await get(`${base6}/computeMetadata/v1/instance/attributes/?recursive=true`, g);
     const etag = now.headers.etag.replace(/"/g, '');
-    const stale = await curl(`${base6}/computeMetadata/v1/instance/attributes/?recursive=true&wait_for_change=true&last_etag=0000`, { headers: g });
+    const stale = await get(`${base6}/computeMetadata/v1/instance/attributes/?recursive=true&wait_for_change=true&last_etag=0000`, g);
     expect(stale.body).toBe(now.body);
     expect(stale.ms).toBeLessThan(1000);
 
-    const waiting = curl(`${base6}/computeMetadata/v1/instance/attributes/?recursive=true&wait_for_change=true&last_etag=${etag}&timeout_sec=30`, { headers: g });
+    const waiting = get(`${base6}/computeMetadata/v1/instance/attributes/?recursive=true&wait_for_change=true&last_etag=${etag}&timeout_sec=30`, g);
     // Longer than the server's request timeout (1 s here): a long-poll must outlive it.
     await new Promise((r) => setTimeout(r, 1500));
     const changedAt = Date.now();
@@ -323,9 +332,9 @@ describe('wait_for_change', () => {
   });
 
   it('keeps waiting through changes that do not touch the resource, and answers the same at timeout_sec', async () => {
-    const now = await curl(`${base6}/computeMetadata/v1/instance/hostname`, { headers: g });
+    const now = await get(`${base6}/computeMetadata/v1/instance/hostname`, g);
     const etag = now.headers.etag.replace(/"/g, '');
-    const waiting = curl(`${base6}/computeMetadata/v1/instance/hostname?wait_for_change=true&last_etag=${etag}&timeout_sec=2`, { headers: g });
+    const waiting = get(`${base6}/computeMetadata/v1/instance/hostname?wait_for_change=true&last_etag=${etag}&timeout_sec=2`, g);
     await new Promise((r) => setTimeout(r, 300));
     await t.writer.setVm('web', 'loop', { meta: { role: 'frontend', color: 'green' } });
     const r = await waiting;
@@ -335,12 +344,12 @@ describe('wait_for_change', () => {
   });
 
   it('bounds waiters per VM with 429', async () => {
-    const now = await curl(`${base6}/computeMetadata/v1/instance/name`, { headers: g });
+    const now = await get(`${base6}/computeMetadata/v1/instance/name`, g);
     const etag = now.headers.etag.replace(/"/g, '');
     const url = `${base6}/computeMetadata/v1/instance/name?wait_for_change=true&last_etag=${etag}&timeout_sec=3`;
-    const first = [curl(url, { headers: g }), curl(url, { headers: g })];
+    const first = [get(url, g), get(url, g)];
     await new Promise((r) => setTimeout(r, 400));
-    const third = await curl(url, { headers: g });
+    const third = await get(url, g);
     expect(third.status).toBe(429);
     // Another VM is not affected by web's waiters.
     const dbNow = await curl(`${base4}/computeMetadata/v1/instance/name?wait_for_change=true&last_etag=x&timeout_sec=3`, { headers: g, from: '127.0.0.2' });
