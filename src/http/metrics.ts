@@ -3,8 +3,8 @@
 import { Counter, Gauge, type Registry as PromRegistry } from 'prom-client';
 
 export class HttpMetrics {
-  /** "<route> <status>" -> count */
-  private readonly requests = new Map<string, number>();
+  /** route -> counts indexed by status code (a typed array: one increment, no allocation) */
+  private readonly requests = new Map<string, Float64Array>();
   /** reason -> count */
   private readonly identityFailures = new Map<string, number>();
   waiters = 0;
@@ -17,9 +17,8 @@ export class HttpMetrics {
       labelNames: ['route', 'status'], registers: [register],
       collect() {
         this.reset();
-        for (const [k, n] of self.requests) {
-          const [route, status] = k.split(' ');
-          this.inc({ route, status }, n);
+        for (const [route, counts] of self.requests) {
+          counts.forEach((n, status) => { if (n) this.inc({ route, status: String(status) }, n); });
         }
       },
     });
@@ -38,8 +37,9 @@ export class HttpMetrics {
   }
 
   request(route: string, status: number): void {
-    const k = `${route} ${status}`;
-    this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
+    let counts = this.requests.get(route);
+    if (!counts) this.requests.set(route, (counts = new Float64Array(600)));
+    counts[status < 600 ? status : 599]++;
   }
 
   identityFailure(reason: string): void {

@@ -222,6 +222,9 @@ describe('guards', () => {
     expect((await curl(`${base6}/keys`, { headers: { Forwarded: 'for=10.0.0.1' } })).status).toBe(403);
     expect((await curl(`${base6}/latest/api/token`, { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60', 'X-Forwarded-For': '1.2.3.4' } })).status).toBe(403);
     expect((await curl(`${base6}/computeMetadata/v1/`, { headers: { 'Metadata-Flavor': 'Google', 'X-Forwarded-For': '1.2.3.4' } })).status).toBe(403);
+    // Many headers cannot push the proxy's header out of sight.
+    const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`X-Junk-${i}`, 'j']));
+    expect((await curl(`${base6}/keys`, { headers: { ...many, 'X-Forwarded-For': '10.0.0.1' } })).status).toBe(403);
     // Even from an address that is no VM: refused before any lookup.
     expect((await curl(`${base4}/keys`, { from: '127.0.0.9', headers: { 'X-Forwarded-For': '127.0.0.1' } })).status).toBe(403);
   });

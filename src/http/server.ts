@@ -38,7 +38,6 @@ export interface HttpServer {
 
 export const LIMITS = {
   maxHeaderSize: 8 * 1024,
-  maxHeadersCount: 64,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 15_000,
   keepAliveTimeoutMs: 5_000,
@@ -78,10 +77,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         keepAliveTimeout: limits.keepAliveTimeoutMs,
         connectionsCheckingInterval: limits.checkIntervalMs,
       }, handle);
-      server.maxHeadersCount = limits.maxHeadersCount;
+      // No count limit (maxHeaderSize bounds the bytes): node drops headers past the count
+      // silently, which would let a client push a proxy's X-Forwarded-For out of sight.
+      server.maxHeadersCount = 0;
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
+        server.listen({ host: l.host, port: l.port, ipv6Only: ipv6OnlyFor(l, opts.listen) }, () => {
           server.off('error', reject);
           resolve();
         });
@@ -108,6 +109,14 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       })));
     },
   };
+}
+
+/**
+ * "::" alone serves IPv4 too (as mapped addresses, which identity normalises); beside an IPv4
+ * listener on the same port it must be IPv6-only or the two would collide.
+ */
+function ipv6OnlyFor(l: { host: string; port: number }, all: { host: string; port: number }[]): boolean {
+  return l.host.includes(':') && l.port !== 0 && all.some((o) => !o.host.includes(':') && o.port === l.port);
 }
 
 /** "//a//b/?x=//y" -> "/a/b/?x=//y": only the path part. */
