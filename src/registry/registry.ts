@@ -5,16 +5,19 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { KvChange, KvEntry, StateSink } from '../store/kv.js';
-import { Keys } from '../store/keys.js';
+import { Keys, type ParsedKey } from '../store/keys.js';
 import {
   HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, describeIssues,
   type Host, type Network, type User, type Vm, type VmState,
 } from '../model/schema.js';
 import { parseAddress, parsePrefix, prefixContains, reverseZone, type IPAddress, type Prefix } from '../model/ip.js';
-import { eui64Address } from '../model/eui64.js';
+import { canonicalVm } from './canonical-vm.js';
+import { slaacAddress, slaacPrefix, type SlaacPrefix } from './slaac.js';
 
 export interface NetworkView {
   network: Network;
+  /** The /64 half of prefix6, ready for building EUI-64 addresses. */
+  readonly slaac?: SlaacPrefix;
   prefix6: Prefix;
   prefix4?: Prefix;
   /** ip6.arpa (and in-addr.arpa) zones this network answers PTR for, without trailing dot. */
@@ -55,6 +58,19 @@ export interface RegistryOptions {
 }
 
 interface Rec<T> { value: T; mod: number }
+interface UserRec extends Rec<User> { /** The user's key texts, shared by the views of all their VMs. */ keyTexts: string[] }
+
+/** Adds to / removes from a Map of Sets (the owner and network indexes of VM keys). */
+function addTo(index: Map<string, Set<string>>, name: string, key: string): void {
+  let set = index.get(name);
+  if (!set) index.set(name, (set = new Set()));
+  set.add(key);
+}
+function removeFrom(index: Map<string, Set<string>>, name: string | undefined, key: string): void {
+  if (name === undefined) return;
+  const set = index.get(name);
+  if (set?.delete(key) && set.size === 0) index.delete(name);
+}
 
 export class Registry extends EventEmitter implements StateSink {
   readonly keys: Keys;
@@ -66,8 +82,11 @@ export class Registry extends EventEmitter implements StateSink {
   private networksByName = new Map<string, NetworkView>();
   private networksByDomain = new Map<string, NetworkView>();
   private networkMods = new Map<string, number>();
-  private users = new Map<string, Rec<User>>();
+  private users = new Map<string, UserRec>();
   private vms = new Map<string, Rec<Vm>>();
+  /** VM keys by owner and by network (records, whether or not they have a view): re-indexing after a user or network change touches only those. */
+  private vmsByOwner = new Map<string, Set<string>>();
+  private vmsByNetwork = new Map<string, Set<string>>();
   private views = new Map<string, VmView>();
   private byAddress = new Map<string, VmView>();
   private byMac = new Map<string, VmView>();
@@ -117,17 +136,19 @@ export class Registry extends EventEmitter implements StateSink {
     this.networkMods = new Map();
     this.users = new Map();
     this.vms = new Map();
+    this.vmsByOwner = new Map();
+    this.vmsByNetwork = new Map();
     this.views = new Map();
     this.byAddress = new Map();
     this.byMac = new Map();
     this.byFqdn = new Map();
     this.vmStates = new Map();
     this.hostsByName = new Map();
-    // Networks and users first, so VM views can be built in one pass.
-    const order = { network: 0, user: 1 } as Record<string, number>;
-    const parsed = entries.map((e) => ({ e, k: this.keys.parse(e.key) })).filter((x) => x.k)
-      .sort((a, b) => (order[a.k!.kind] ?? 2) - (order[b.k!.kind] ?? 2));
-    for (const { e } of parsed) this.put(e.key, e.value, e.modRevision, false);
+    // Networks and users first, so VM views are built in one pass (and once).
+    const networks = this.keys.network(''), users = this.keys.user('');
+    const first = (key: string) => key.startsWith(networks) || key.startsWith(users);
+    for (const e of entries) if (first(e.key)) this.put(e.key, e.value, e.modRevision, false);
+    for (const e of entries) if (!first(e.key)) this.put(e.key, e.value, e.modRevision, false);
     for (const key of this.vms.keys()) this.indexVm(key);
     this.revision = revision;
     this.loaded = true;
@@ -154,7 +175,7 @@ export class Registry extends EventEmitter implements StateSink {
     this.emit('change', change);
   }
 
-  private decode<S extends z.ZodType>(schema: S, key: string, value: string): z.output<S> | undefined {
+  private decode<S extends z.ZodType>(schema: S, key: string, value: string, fast?: (json: unknown) => z.output<S> | undefined): z.output<S> | undefined {
     let json: unknown;
     try {
       json = JSON.parse(value);
@@ -162,6 +183,8 @@ export class Registry extends EventEmitter implements StateSink {
       this.skip(key, 'not JSON');
       return undefined;
     }
+    const canonical = fast?.(json);
+    if (canonical) return canonical;
     const r = schema.safeParse(json);
     if (!r.success) {
       this.skip(key, describeIssues(r.error));
@@ -180,6 +203,11 @@ export class Registry extends EventEmitter implements StateSink {
     const k = this.keys.parse(key);
     const none = { vms: [], networks: false };
     if (!k) return none;
+    return this.putParsed(k, key, value, mod, index);
+  }
+
+  private putParsed(k: ParsedKey, key: string, value: string, mod: number, index: boolean): { vms: string[]; networks: boolean } {
+    const none = { vms: [], networks: false };
     switch (k.kind) {
       case 'network': {
         const n = this.decode(NetworkSchema, key, value);
@@ -190,29 +218,32 @@ export class Registry extends EventEmitter implements StateSink {
         const prefix6 = parsePrefix(n.prefix6, 6)!;
         const prefix4 = n.prefix4 ? parsePrefix(n.prefix4, 4) : undefined;
         const view: NetworkView = {
-          network: n, prefix6, prefix4,
+          network: n, prefix6, prefix4, slaac: slaacPrefix(prefix6),
           reverseZones: [reverseZone(prefix6), ...(prefix4 ? [reverseZone(prefix4)] : [])],
         };
         this.networksByName.set(n.name, view);
         this.networksByDomain.set(n.domain, view);
         this.networkMods.set(n.name, mod);
-        return { vms: index ? this.reindexWhere((v) => v.network === n.name) : [], networks: true };
+        return { vms: index ? this.reindex(this.vmsByNetwork.get(n.name)) : [], networks: true };
       }
       case 'user': {
         const u = this.decode(UserSchema, key, value);
         if (!u) return this.remove(key);
-        this.users.set(u.name, { value: u, mod });
-        return { vms: index ? this.reindexWhere((v) => v.owner === u.name) : [], networks: false };
+        this.users.set(u.name, { value: u, mod, keyTexts: u.keys.map((uk) => uk.key) });
+        return { vms: index ? this.reindex(this.vmsByOwner.get(u.name)) : [], networks: false };
       }
       case 'vm': {
-        const vm = this.decode(VmSchema, key, value);
+        const vm = this.decode(VmSchema, key, value, canonicalVm);
         const vkey = `${k.parts[0]}/${k.parts[1]}`;
         if (!vm || vm.network !== k.parts[0] || vm.name !== k.parts[1]) {
           if (vm) this.skip(key, 'name or network does not match key');
           return this.remove(key);
         }
         if (this.only && !this.only.has(vm.network)) return none;
+        this.forgetVmRecord(vkey);
         this.vms.set(vkey, { value: vm, mod });
+        if (vm.owner !== undefined) addTo(this.vmsByOwner, vm.owner, vkey);
+        addTo(this.vmsByNetwork, vm.network, vkey);
         if (index) this.indexVm(vkey);
         return { vms: [vkey], networks: false };
       }
@@ -241,16 +272,16 @@ export class Registry extends EventEmitter implements StateSink {
         this.networksByName.delete(k.parts[0]);
         this.networksByDomain.delete(old.network.domain);
         this.networkMods.delete(k.parts[0]);
-        return { vms: this.reindexWhere((v) => v.network === k.parts[0]), networks: true };
+        return { vms: this.reindex(this.vmsByNetwork.get(k.parts[0])), networks: true };
       }
       case 'user':
         this.users.delete(k.parts[0]);
-        return { vms: this.reindexWhere((v) => v.owner === k.parts[0]), networks: false };
+        return { vms: this.reindex(this.vmsByOwner.get(k.parts[0])), networks: false };
       case 'vm': {
         const vkey = `${k.parts[0]}/${k.parts[1]}`;
         if (!this.vms.has(vkey)) return { vms: [], networks: false };
         this.unindexVm(vkey);
-        this.vms.delete(vkey);
+        this.forgetVmRecord(vkey);
         return { vms: [vkey], networks: false };
       }
       case 'vm-state':
@@ -264,22 +295,28 @@ export class Registry extends EventEmitter implements StateSink {
     }
   }
 
-  private reindexWhere(pred: (vm: Vm) => boolean): string[] {
-    const keys: string[] = [];
-    for (const [key, rec] of this.vms) {
-      if (pred(rec.value)) {
-        this.indexVm(key);
-        keys.push(key);
-      }
-    }
-    return keys;
+  /** Drops a VM record and its owner/network index entries (not its view). */
+  private forgetVmRecord(key: string): void {
+    const old = this.vms.get(key);
+    if (!old) return;
+    this.vms.delete(key);
+    removeFrom(this.vmsByOwner, old.value.owner, key);
+    removeFrom(this.vmsByNetwork, old.value.network, key);
+  }
+
+  private reindex(keys: Set<string> | undefined): string[] {
+    if (!keys) return [];
+    const out = [...keys];
+    for (const key of out) this.indexVm(key);
+    return out;
   }
 
   private unindexVm(key: string): void {
     const old = this.views.get(key);
     if (!old) return;
     this.views.delete(key);
-    for (const a of [...old.addresses6, ...old.addresses4]) if (this.byAddress.get(a) === old) this.byAddress.delete(a);
+    for (const a of old.addresses6) if (this.byAddress.get(a) === old) this.byAddress.delete(a);
+    for (const a of old.addresses4) if (this.byAddress.get(a) === old) this.byAddress.delete(a);
     if (this.byMac.get(old.vm.mac) === old) this.byMac.delete(old.vm.mac);
     if (this.byFqdn.get(old.fqdn) === old) this.byFqdn.delete(old.fqdn);
   }
@@ -293,20 +330,28 @@ export class Registry extends EventEmitter implements StateSink {
     const net = this.networksByName.get(vm.network);
     if (!net) return;
     const owner = vm.owner ? this.users.get(vm.owner) : undefined;
-    const explicit = vm.addresses.map((a) => parseAddress(a)!);
+    const addresses6 = [slaacAddress(net.slaac!, vm.mac)];
+    const addresses4: string[] = [];
+    for (const text of vm.addresses) {
+      const a = parseAddress(text)!;
+      (a.kind() === 'ipv6' ? addresses6 : addresses4).push(a.toString());
+    }
+    const ownerKeys = owner?.keyTexts ?? [];
     const view: VmView = {
       key,
       vm,
       network: net.network,
       owner: owner?.value,
       fqdn: `${vm.name}.${net.network.domain}`,
-      addresses6: [eui64Address(net.prefix6, vm.mac), ...explicit.filter((a) => a.kind() === 'ipv6').map(String)],
-      addresses4: explicit.filter((a) => a.kind() === 'ipv4').map(String),
-      authorizedKeys: [...(owner?.value.keys.map((k) => k.key) ?? []), ...vm.sshKeys],
+      addresses6,
+      addresses4,
+      // Most VMs carry no keys of their own: they share their owner's list (never mutated).
+      authorizedKeys: vm.sshKeys.length ? [...ownerKeys, ...vm.sshKeys] : ownerKeys,
       revision: Math.max(rec.mod, owner?.mod ?? 0, this.networkMods.get(vm.network) ?? 0),
     };
     this.views.set(key, view);
-    for (const a of [...view.addresses6, ...view.addresses4]) this.byAddress.set(a, view);
+    for (const a of addresses6) this.byAddress.set(a, view);
+    for (const a of addresses4) this.byAddress.set(a, view);
     this.byMac.set(vm.mac, view);
     this.byFqdn.set(view.fqdn, view);
   }

@@ -15,8 +15,17 @@ import type { Logger } from 'pino';
 import type { KvChange, SourceHealth, StateSink, StateSource } from '../kv.js';
 import { EtcdKv, toEntry } from './kv.js';
 
+/**
+ * Directories under the prefix a follower never needs: the writer's store-wide uniqueness claims
+ * (keys.ts: macs/, addresses/). They are two thirds of the keys of a large store, so neither
+ * loaded nor delivered.
+ */
+export const UNFOLLOWED_DIRS = ['macs/', 'addresses/'];
+
 export interface EtcdSourceOptions {
   prefix: string;
+  /** Sub-directories of `prefix` (with trailing slash) not to load or deliver; default UNFOLLOWED_DIRS. */
+  skip?: string[];
   /** How often to check that the store was not rewound or replaced. */
   probeIntervalMs?: number;
   log: Logger;
@@ -35,7 +44,16 @@ export class EtcdSource implements StateSource {
   /** Called after every successful apply/reset, for metrics and tests. */
   onRevision?: (revision: number, kind: 'reset' | 'apply') => void;
 
-  constructor(readonly kv: EtcdKv, private readonly opts: EtcdSourceOptions) {}
+  private readonly skipped: string[];
+
+  constructor(readonly kv: EtcdKv, private readonly opts: EtcdSourceOptions) {
+    this.skipped = (opts.skip ?? UNFOLLOWED_DIRS).map((d) => opts.prefix + d).sort();
+  }
+
+  private followed(key: string): boolean {
+    for (const s of this.skipped) if (key.startsWith(s)) return false;
+    return true;
+  }
 
   health(): SourceHealth {
     return { ...this.state };
@@ -58,7 +76,7 @@ export class EtcdSource implements StateSource {
   }
 
   private async load(): Promise<void> {
-    const { entries, revision } = await this.kv.range(this.opts.prefix);
+    const { entries, revision } = await this.kv.range(this.opts.prefix, this.skipped);
     if (this.closed) return;
     await this.watcher?.cancel().catch(() => undefined);
     this.watcher = undefined;
@@ -71,6 +89,11 @@ export class EtcdSource implements StateSource {
   }
 
   private async watchFrom(revision: number): Promise<void> {
+    if (await this.compactedPast(revision)) {
+      this.opts.log.warn({ revision }, 'etcd revision compacted before the watch started; reloading');
+      this.scheduleReload(0);
+      return;
+    }
     const watcher = await this.kv.client.watch().prefix(this.opts.prefix).startRevision(String(revision)).create();
     if (this.closed) {
       await watcher.cancel();
@@ -79,9 +102,14 @@ export class EtcdSource implements StateSource {
     this.watcher = watcher;
     watcher.on('data', (res) => {
       if (watcher !== this.watcher) return;
-      const changes: KvChange[] = res.events.map((ev) => ev.type === 'Delete'
-        ? { key: ev.kv.key.toString(), value: undefined, modRevision: Number(ev.kv.mod_revision) }
-        : { ...toEntry(ev.kv), value: ev.kv.value.toString() });
+      const changes: KvChange[] = [];
+      for (const ev of res.events) {
+        const key = ev.kv.key.toString();
+        if (!this.followed(key)) continue;
+        changes.push(ev.type === 'Delete'
+          ? { key, value: undefined, modRevision: Number(ev.kv.mod_revision) }
+          : { ...toEntry(ev.kv), value: ev.kv.value.toString() });
+      }
       const rev = Number(res.header.revision);
       if (changes.length) this.sink!.apply(changes, rev);
       if (rev > this.state.revision) this.state.revision = rev;
@@ -117,6 +145,21 @@ export class EtcdSource implements StateSource {
       this.opts.log.warn({ err: err.message }, 'etcd watch cancelled (its revision was compacted, most likely); reloading');
       this.scheduleReload(0);
     });
+  }
+
+  /**
+   * Whether `revision` can no longer be watched from. etcd3 1.1.2 does not surface a watch that
+   * etcd cancels at creation for compaction: it throws "Failed to find watcher" from its stream
+   * handler instead, outside our reach. Reading at the revision first turns that into a reload
+   * (a compaction landing between this check and the watch remains a narrow window).
+   */
+  private async compactedPast(revision: number): Promise<boolean> {
+    try {
+      await this.kv.client.kv.range({ key: Buffer.from(this.opts.prefix), count_only: true, revision: String(revision) });
+      return false;
+    } catch (err) {
+      return /compacted/i.test((err as Error).message);
+    }
   }
 
   /** Reload everything, retrying with backoff while etcd is away. */

@@ -1,0 +1,59 @@
+// The owner and network indexes: a user or network change re-indexes exactly that user's or
+// network's VMs, and follows VMs that change owner.
+import { describe, expect, it } from 'vitest';
+import { Registry, type RegistryChange } from './registry.js';
+import { silentLogger } from '../log.js';
+
+const KEY_A = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGvN7Ajs2mYH+Iu0GyXnBrqQq03W7nVlz1YqvqZ3GA6j alice@laptop';
+const KEY_B = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPEsMmGH49oFGhIFsPDHZG3kDqz8aO4BJ5JrIWJ6CRXY bob@laptop';
+
+describe('Registry indexes', () => {
+  it('re-indexes only the VMs of the changed user or network', () => {
+    const r = new Registry({ prefix: '/t', log: silentLogger() });
+    const k = r.keys;
+    let rev = 0;
+    const e = (key: string, value: unknown) => ({ key, value: JSON.stringify(value), modRevision: ++rev, createRevision: rev });
+    const net = (name: string, n: number) => ({ v: 1, name, prefix6: `2001:db8:${n}::/64`, domain: `${name}.example`, metadata6: `2001:db8:${n}::1` });
+    const user = (name: string, key: string) => ({ v: 1, name, keys: [{ name: 'k', key }] });
+    const vm = (name: string, network: string, owner: string, i: number) => ({
+      v: 1, id: `00000000-0000-4000-8000-00000000000${i}`, name, network, owner, mac: `02:00:00:00:00:0${i}`, createdAt: 'x',
+    });
+    r.reset([
+      e(k.vm('a', 'v1'), vm('v1', 'a', 'alice', 1)), e(k.network('a', ), net('a', 1)), e(k.network('b'), net('b', 2)),
+      e(k.user('alice'), user('alice', KEY_A)), e(k.user('bob'), user('bob', KEY_B)),
+      e(k.vm('a', 'v2'), vm('v2', 'a', 'alice', 2)), e(k.vm('b', 'v3'), vm('v3', 'b', 'bob', 3)),
+    ], rev);
+    expect(r.vmCount).toBe(3);
+    expect(r.vmByName('a', 'v1')!.authorizedKeys).toEqual([KEY_A]);
+    const changes: RegistryChange[] = [];
+    r.on('change', (c: RegistryChange) => changes.push(c));
+
+    r.apply([e(k.user('alice'), user('alice', KEY_B))], rev);
+    expect(changes.at(-1)!.vms.sort()).toEqual(['a/v1', 'a/v2']);
+    expect(r.vmByName('a', 'v2')!.authorizedKeys).toEqual([KEY_B]);
+
+    // v2 moves to bob: bob's changes now reach it, alice's no longer do.
+    r.apply([e(k.vm('a', 'v2'), vm('v2', 'a', 'bob', 2))], rev);
+    r.apply([e(k.user('bob'), user('bob', KEY_A))], rev);
+    expect(changes.at(-1)!.vms.sort()).toEqual(['a/v2', 'b/v3']);
+    expect(r.vmByName('a', 'v2')!.authorizedKeys).toEqual([KEY_A]);
+    r.apply([{ key: k.user('alice'), value: undefined, modRevision: ++rev }], rev);
+    expect(changes.at(-1)!.vms).toEqual(['a/v1']);
+    expect(r.vmByName('a', 'v1')!.authorizedKeys).toEqual([]);
+
+    // A network change touches its VMs only; deleting it drops their views, re-adding restores them.
+    r.apply([e(k.network('b'), { ...net('b', 2), domain: 'bee.example' })], rev);
+    expect(changes.at(-1)!.vms).toEqual(['b/v3']);
+    expect(r.vmByFqdn('v3.bee.example')?.key).toBe('b/v3');
+    r.apply([{ key: k.network('a'), value: undefined, modRevision: ++rev }], rev);
+    expect(changes.at(-1)!.vms.sort()).toEqual(['a/v1', 'a/v2']);
+    expect(r.vmByName('a', 'v1')).toBeUndefined();
+    r.apply([e(k.network('a'), net('a', 1))], rev);
+    expect(r.vmByName('a', 'v1')?.addresses6[0]).toBe('2001:db8:1::ff:fe00:1');
+
+    // A deleted VM leaves the indexes.
+    r.apply([{ key: k.vm('a', 'v1'), value: undefined, modRevision: ++rev }], rev);
+    r.apply([e(k.network('a'), { ...net('a', 1), domain: 'ay.example' })], rev);
+    expect(changes.at(-1)!.vms).toEqual(['a/v2']);
+  });
+});
