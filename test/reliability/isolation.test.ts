@@ -52,7 +52,7 @@ describe('guest isolation and secrets', () => {
   async function crawl(from: string): Promise<Map<string, { status: number; body: string }>> {
     const seen = new Map<string, { status: number; body: string }>();
     const token = await httpGet(`${base()}/latest/api/token`, { localAddress: from, method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60' } });
-    const tokenHeaders = token.status === 200 ? { 'X-aws-ec2-metadata-token': token.body } : {};
+    const tokenHeaders: Record<string, string> = token.status === 200 ? { 'X-aws-ec2-metadata-token': token.body } : {};
     const queue: { path: string; headers: Record<string, string> }[] = [
       { path: '/', headers: {} }, { path: '/instance', headers: {} }, { path: '/keys', headers: {} },
       { path: '/openstack/', headers: {} }, { path: '/openstack/latest/', headers: {} },
