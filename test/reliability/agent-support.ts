@@ -17,6 +17,22 @@ export function qemusOf(network: string): Map<number, string> {
   return out;
 }
 
+/**
+ * VM key -> how many distinct qemus run it. A qemu that is daemonizing shows as a parent and a
+ * child with the same command line for a moment: the child is not counted as a second one.
+ */
+export function qemuInstancesOf(network: string): Map<string, number> {
+  const all = qemusOf(network);
+  const counts = new Map<string, number>();
+  for (const [pid, key] of all) {
+    let ppid = 0;
+    try { ppid = Number(/PPid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0); } catch { continue; }
+    if (all.get(ppid) === key) continue;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
 export function killQemusOf(network: string): void {
   for (const pid of qemusOf(network).keys()) {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
