@@ -26,7 +26,8 @@ export async function listenUdp(host: string, port: number, ipv6Only: boolean, r
   sock.on('error', (err) => log.warn({ err: err.message, host, port }, 'dns udp socket error'));
   await new Promise<void>((resolve, reject) => {
     sock.once('error', reject);
-    sock.bind({ port, address: host, exclusive: true }, () => {
+    // Not exclusive: under `serve --workers` (node:cluster) the workers share one socket handle.
+    sock.bind({ port, address: host, exclusive: false }, () => {
       sock.off('error', reject);
       resolve();
     });

@@ -34,6 +34,20 @@ export function serveCommand(): Command {
     .action(async (o: ServeFlags) => {
       const cfg = loadConfigOr({ file: o.config, flags: flagLayer({ ...o }, FLAG_PATHS) }, (m) => new CliError(m));
       const log = createLogger(cfg.log.level);
+      if (cfg.serve.workers > 1) {
+        const { isWorker, superviseWorkers } = await import('../../daemon/workers.js');
+        if (!isWorker) {
+          if (!cfg.store.url) throw new CliError('--workers needs --store: the embedded demo runs in one process');
+          const supervisor = superviseWorkers(cfg, log);
+          const stopAll = (signal: string) => {
+            log.info({ signal }, 'stopping workers');
+            supervisor.close().then(() => process.exit(0), () => process.exit(1));
+          };
+          process.once('SIGTERM', () => stopAll('SIGTERM'));
+          process.once('SIGINT', () => stopAll('SIGINT'));
+          return;
+        }
+      }
       // The daemon (DNS, HTTP, etcd) loads only for this command, keeping the CLI quick.
       const { serve, ServeError } = await import('../../daemon/serve.js');
       let daemon;
