@@ -16,6 +16,9 @@ export interface CachedWire {
   storedAt: number;
   /** ms since epoch; Infinity for authoritative answers (dropped on registry change instead). */
   expiresAt: number;
+  /** `wire` with TTLs aged by `agedBy` seconds: re-patched once a second, not once a query. */
+  aged?: Buffer;
+  agedBy?: number;
 }
 
 export interface HotQuestion {
@@ -82,37 +85,54 @@ export function hotQuestion(buf: Buffer): HotQuestion | undefined {
 
 /** A response for this query from a cached one: ID, RD/CD and the question bytes from the query. */
 export function serveCached(entry: CachedWire, query: Buffer, questionEnd: number, now: number): Buffer {
-  const out = Buffer.allocUnsafe(entry.wire.length);
-  entry.wire.copy(out);
+  let src = entry.wire;
+  const offsets = entry.ttlOffsets;
+  if (offsets.length) {
+    const age = Math.floor((now - entry.storedAt) / 1000);
+    if (entry.agedBy !== age) {
+      const aged = Buffer.from(entry.wire);
+      for (let i = 0; i < offsets.length; i++) aged.writeUInt32BE(Math.max(0, entry.ttls[i] - age), offsets[i]);
+      entry.aged = aged;
+      entry.agedBy = age;
+    }
+    src = entry.aged!;
+  }
+  const out = Buffer.allocUnsafe(src.length);
+  src.copy(out);
   out[0] = query[0];
   out[1] = query[1];
   out[2] = (out[2] & 0xfe) | (query[2] & 0x01);
   out[3] = (out[3] & 0xef) | (query[3] & 0x10);
   query.copy(out, HEADER_LEN, HEADER_LEN, questionEnd);
-  const offsets = entry.ttlOffsets;
-  if (offsets.length) {
-    const age = Math.floor((now - entry.storedAt) / 1000);
-    for (let i = 0; i < offsets.length; i++) out.writeUInt32BE(Math.max(0, entry.ttls[i] - age), offsets[i]);
-  }
   return out;
 }
 
-/** Insertion-ordered map with a size bound: when full, the oldest entry goes. */
+/**
+ * One question's answers: `shared` when it is the same for every client (authoritative names),
+ * else one per client variant ("f<upstream group>" for forwarded names, "m<network>" for the
+ * bare `metadata.`), so the hot path needs one lookup by question and one by the client's variant.
+ */
+export interface CacheSlot {
+  shared?: CachedWire;
+  variants?: Map<string, CachedWire>;
+}
+
+/** Insertion-ordered map of slots with a size bound: when full, the oldest question goes. */
 export class AnswerCache {
-  private map = new Map<string, CachedWire>();
+  private map = new Map<string, CacheSlot>();
   constructor(private readonly maxEntries = 50_000) {}
 
-  get(key: string): CachedWire | undefined {
+  get(key: string): CacheSlot | undefined {
     return this.map.get(key);
   }
 
-  set(key: string, entry: CachedWire): void {
-    if (this.map.size >= this.maxEntries) this.map.delete(this.map.keys().next().value!);
-    this.map.set(key, entry);
+  setShared(key: string, entry: CachedWire): void {
+    this.slot(key).shared = entry;
   }
 
-  delete(key: string): void {
-    this.map.delete(key);
+  setVariant(key: string, variant: string, entry: CachedWire): void {
+    const slot = this.slot(key);
+    (slot.variants ??= new Map()).set(variant, entry);
   }
 
   clear(): void {
@@ -121,5 +141,15 @@ export class AnswerCache {
 
   get size(): number {
     return this.map.size;
+  }
+
+  private slot(key: string): CacheSlot {
+    let slot = this.map.get(key);
+    if (!slot) {
+      if (this.map.size >= this.maxEntries) this.map.delete(this.map.keys().next().value!);
+      slot = {};
+      this.map.set(key, slot);
+    }
+    return slot;
   }
 }

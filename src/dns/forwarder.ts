@@ -143,7 +143,15 @@ export class Forwarder {
         if (this.matches(parsed, id, qname, qtype, qclass, questionEnd)) finish({ buf: msg, parsed });
       });
       // Port 0: the kernel picks a random ephemeral port for every query.
-      sock.bind(0, v6 ? '::' : '0.0.0.0', () => sock.send(query, up.port, up.host, (err) => err && finish(undefined)));
+      sock.bind(0, v6 ? '::' : '0.0.0.0', () => {
+        // Under load the timeout can fire before the bind completes: never send on a closed socket.
+        if (done) return;
+        try {
+          sock.send(query, up.port, up.host, (err) => err && finish(undefined));
+        } catch {
+          finish(undefined);
+        }
+      });
     });
   }
 

@@ -33,6 +33,9 @@ interface ClientInfo {
   upstreams: Upstream[];
   /** The network whose `metadata` a bare `metadata.` query gets. */
   metaNet?: string;
+  /** Answer-cache variants for this client (built once: the hot path compares, never concatenates). */
+  forwardVariant: string;
+  metaVariant?: string;
 }
 
 /** `metadata.` as it starts a hot-path key: the bare single-label name, then QTYPE. */
@@ -75,23 +78,23 @@ export class Responder {
   fast(msg: Buffer, address: string): Buffer | undefined {
     const h = hotQuestion(msg);
     if (!h) return undefined;
-    let e = this.cache.get(h.key);
+    const slot = this.cache.get(h.key);
+    if (!slot) return undefined;
+    let e = slot.shared;
+    let now = 0;
     if (!e) {
       const c = this.client(address);
-      const key = h.key + this.suffix(h.key, c);
-      e = this.cache.get(key);
+      e = slot.variants?.get(this.variant(h.key, c));
       if (!e) return undefined;
       if (e.recursive) {
         if (!c.allowed) return undefined;
-        if (e.expiresAt <= Date.now()) {
-          this.cache.delete(key);
-          return undefined;
-        }
+        now = Date.now();
+        if (e.expiresAt <= now) return undefined;
       }
     }
     this.opts.metrics.cacheHits++;
     this.opts.metrics.query(h.qtype, e.rcode);
-    return serveCached(e, msg, h.questionEnd, e.recursive ? Date.now() : 0);
+    return serveCached(e, msg, h.questionEnd, now);
   }
 
   /** The full path for any query over any transport; undefined means stay silent. Never throws. */
@@ -134,7 +137,11 @@ export class Responder {
       const out = encodeAnswer(msg, q.id, q.flags, answer, {
         qname: q.qname, questionEnd: q.questionEnd, edns, dnssecOk: q.dnssecOk, limit, aa: true, ra: this.recursionOffered,
       });
-      if (hot) this.cache.set(bare ? `${hot.key}|m${c.metaNet}` : hot.key, entry(out, q.qtype, answer.rcode, false));
+      if (hot) {
+        const e = entry(out, q.qtype, answer.rcode, false);
+        if (bare) this.cache.setVariant(hot.key, c.metaVariant!, e);
+        else this.cache.setShared(hot.key, e);
+      }
       metrics.query(q.qtype, answer.rcode);
       return out;
     }
@@ -153,7 +160,7 @@ export class Responder {
       }
       e.storedAt = a.storedAt;
       e.expiresAt = a.expiresAt;
-      this.cache.set(`${hot.key}|f${c.group}`, e);
+      this.cache.setVariant(hot.key, c.forwardVariant, e);
     }
     metrics.query(q.qtype, a.rcode);
     return out;
@@ -164,8 +171,8 @@ export class Responder {
     return this.authorityCache;
   }
 
-  private suffix(key: string, c: ClientInfo): string {
-    return this.opts.bareMetadata && c.metaNet !== undefined && key.startsWith(BARE_METADATA_KEY) ? `|m${c.metaNet}` : `|f${c.group}`;
+  private variant(key: string, c: ClientInfo): string {
+    return c.metaVariant !== undefined && this.opts.bareMetadata && key.startsWith(BARE_METADATA_KEY) ? c.metaVariant : c.forwardVariant;
   }
 
   private client(address: string): ClientInfo {
@@ -175,11 +182,11 @@ export class Responder {
     const net = addr ? this.opts.registry.networkForAddress(addr) : undefined;
     const own = net?.network.upstreams.length ? parseUpstreams(net.network.upstreams) : undefined;
     const all = this.opts.registry.networks();
+    const group = own ? net!.network.name : '';
+    const metaNet = net?.network.name ?? (all.length === 1 ? all[0].network.name : undefined);
     c = {
-      allowed: this.acl.allows(address),
-      group: own ? net!.network.name : '',
-      upstreams: own ?? this.opts.upstreams,
-      metaNet: net?.network.name ?? (all.length === 1 ? all[0].network.name : undefined),
+      allowed: this.acl.allows(address), group, upstreams: own ?? this.opts.upstreams, metaNet,
+      forwardVariant: `f${group}`, metaVariant: metaNet === undefined ? undefined : `m${metaNet}`,
     };
     if (this.clients.size >= MAX_CLIENTS) this.clients = new Map();
     this.clients.set(address, c);
