@@ -55,9 +55,10 @@ export function createEtcdClient(opts: EtcdOptions): Etcd3 {
     },
     grpcOptions: {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      // Pings only while a call (the watch stream) is open: etcd's server rejects pings on idle
+      // connections as "excess pings" (its enforcement policy does not permit them without a stream).
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
-      'grpc.keepalive_permit_without_calls': 1,
     },
   });
 }
