@@ -93,7 +93,7 @@ end
     const sampler = setInterval(() => rss.push(d.rssKiB()), 1000);
     const t0 = Date.now();
     const [dnsOut, httpOut] = await Promise.all([
-      run('dnsperf', ['-s', '::1', '-p', String(d.dnsPort), '-d', join(dir, 'queries.txt'), '-l', String(SECONDS), '-c', '2', '-Q', '4000', '-t', '2']),
+      run('dnsperf', ['-s', '::1', '-p', String(d.dnsPort), '-d', join(dir, 'queries.txt'), '-l', String(SECONDS), '-c', '2', '-Q', '4000', '-t', '5']),
       run('wrk', ['-t', '1', '-c', '16', '-d', `${SECONDS}s`, '--timeout', '5s', '-s', join(dir, 'paths.lua'), `http://127.0.0.1:${d.httpPort}`]),
     ]);
     const ms = Date.now() - t0;
