@@ -21,6 +21,7 @@ import { openstackRoutes } from './routes/openstack.js';
 import { ec2Routes } from './routes/ec2.js';
 import { nocloudRoutes } from './routes/nocloud.js';
 import { gceRoutes } from './routes/gce.js';
+import { fastPath } from './fast.js';
 
 export interface MetadataAppOptions {
   registry: Registry;
@@ -38,6 +39,8 @@ export interface MetadataApp {
   metrics: HttpMetrics;
   waiters: Waiters;
   cache: RenderCache;
+  /** Answers the common request directly on node:http; false means "give it to `app`". */
+  fast: ReturnType<typeof fastPath>;
   /** Stops following the registry and answers every long-poll with what it has now. */
   close(): void;
 }
@@ -56,7 +59,8 @@ export function createMetadataApp(opts: MetadataAppOptions): MetadataApp {
   };
   registry.on('change', onChange);
 
-  const app = new Hono<Env>();
+  // Not strict: "/keys/" is "/keys", as on the fast path.
+  const app = new Hono<Env>({ strict: false });
 
   const guarded = (route: string, mount: string, handler: VmHandler, pre?: (c: Ctx) => Response | undefined) => {
     const run = (c: Ctx): Response | Promise<Response> => {
@@ -103,6 +107,7 @@ export function createMetadataApp(opts: MetadataAppOptions): MetadataApp {
 
   return {
     app, metrics, waiters, cache,
+    fast: fastPath(registry, cache, metrics),
     close() {
       registry.off('change', onChange);
       waiters.flush();

@@ -6,12 +6,19 @@ import type { HttpBindings } from '@hono/node-server';
 export type Env = { Bindings: Partial<HttpBindings> };
 export type Ctx = Context<Env>;
 
-/** A header by lower-case name; a repeated header counts as present (its first value). */
+/**
+ * A header by lower-case name (its first value). Served by node:http, this scans rawHeaders:
+ * touching `incoming.headers` would build a whole lower-cased object per request, a visible
+ * cost next to a pre-rendered answer.
+ */
 export function header(c: Ctx, name: string): string | undefined {
-  const h = c.env?.incoming?.headers;
-  if (h) {
-    const v = h[name];
-    return Array.isArray(v) ? v[0] : v;
+  const raw = c.env?.incoming?.rawHeaders;
+  if (raw) {
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i];
+      if (n.length === name.length && (n === name || n.toLowerCase() === name)) return raw[i + 1];
+    }
+    return undefined;
   }
   return c.req.raw.headers.get(name) ?? undefined;
 }

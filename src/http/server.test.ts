@@ -180,7 +180,7 @@ describe('IMDSv2 tokens', () => {
     expect((await curl(`${base4}/latest/meta-data/local-hostname`)).status).toBe(200);
     expect((await curl(`${base4}/latest/meta-data/local-hostname`, { headers: { 'X-aws-ec2-metadata-token': tok } })).status).toBe(401);
     const [exp, mac] = tok.split('.');
-    const forged = `${Number(exp) + 1000}.${mac}`;
+    const forged = `${Number(exp) + 1_000_000}.${mac}`;
     expect((await curl(`${base4}/latest/meta-data/local-hostname`, { ...db, headers: { 'X-aws-ec2-metadata-token': forged } })).status).toBe(401);
     expect((await curl(`${base4}/latest/meta-data/local-hostname`, { ...db, headers: { 'X-aws-ec2-metadata-token': 'junk' } })).status).toBe(401);
   });

@@ -1,6 +1,6 @@
 // The VM-facing HTTP listeners: node:http with tight limits (header size and count, header and
 // request timeouts) in front of the metadata app. Admin endpoints live elsewhere (daemon).
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import type { Logger } from 'pino';
 import type { Registry as PromRegistry } from 'prom-client';
@@ -26,6 +26,8 @@ export interface HttpServerOptions {
   neighbours?: NeighbourTable;
   maxWaitersPerVm?: number;
   maxWaiters?: number;
+  /** Answer plain GETs of pre-rendered documents without Hono (default true; tests compare both). */
+  fastPath?: boolean;
   /** Overrides of LIMITS (tests use short timeouts). */
   limits?: Partial<typeof LIMITS>;
 }
@@ -61,10 +63,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const limits = { ...LIMITS, ...opts.limits };
   // AWS's SDK joins its endpoint's "/" and the path into "//latest/..."; real IMDS accepts
   // that, so empty path segments are squeezed before routing (dot segments stay refused).
-  const handle: typeof listener = (req, res) => {
+  const fast = opts.fastPath === false ? undefined : meta.fast;
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url;
     if (url !== undefined && url.includes('//') && url.charCodeAt(0) === 47) req.url = squeezeSlashes(url);
-    return listener(req, res);
+    if (!fast?.(req, res)) void listener(req, res);
   };
   const servers: Server[] = [];
   const addresses: { host: string; port: number }[] = [];

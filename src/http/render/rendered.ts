@@ -19,7 +19,8 @@ export function etagOf(body: string): string {
 
 export function rendered(body: string, contentType: string, extra: Record<string, string> = {}, status = 200): Rendered {
   const etag = etagOf(body);
-  return { status, body, etag, headers: { 'content-type': contentType, etag: `"${etag}"`, ...extra } };
+  // Content-Length up front: node:http would otherwise chunk a body written after writeHead.
+  return { status, body, etag, headers: { 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), etag: `"${etag}"`, ...extra } };
 }
 
 export function toResponse(r: Rendered): Response {

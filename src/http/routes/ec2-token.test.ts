@@ -39,7 +39,7 @@ describe('IMDSv2 tokens', () => {
   it('refuses tampered and malformed tokens', () => {
     const tok = issueToken(secret, a, 60, now);
     const [exp, mac] = tok.split('.');
-    expect(verifyToken(secret, a, `${Number(exp) + 3600}.${mac}`, now)).toBe(false);
+    expect(verifyToken(secret, a, `${Number(exp) + 3_600_000}.${mac}`, now)).toBe(false);
     expect(verifyToken(secret, a, `${exp}.${mac.slice(0, -1)}${mac.endsWith('A') ? 'B' : 'A'}`, now)).toBe(false);
     for (const bad of ['', '.', tok + 'x', `${exp}`, `x.${mac}`, `${exp}.${mac}.x`, 'a'.repeat(5000)]) expect(verifyToken(secret, a, bad, now), bad.slice(0, 20)).toBe(false);
   });

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'node:http';
 
 export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -70,4 +71,23 @@ export async function nodeScript(code: string, env: Record<string, string>, cwd:
   if (r.code !== 0) throw new Error(`node failed (${r.code}): ${r.stderr.slice(-2000)}`);
   const lines = r.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]);
+}
+
+/** One request with node:http (no process start-up), target sent exactly as written. */
+export function httpGet(host: string, port: number, path: string, o: { from?: string; headers?: Record<string, string>; method?: string } = {}): Promise<CurlResult> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port, path, method: o.method ?? 'GET', headers: o.headers, localAddress: o.from, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(res.headers)) headers[k] = Array.isArray(v) ? v[0] : String(v);
+        resolve({ status: res.statusCode ?? 0, headers, body, ms: Date.now() - started });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
