@@ -12,6 +12,8 @@ const TCP_MAX_INFLIGHT = 64;
 export async function listenUdp(host: string, port: number, ipv6Only: boolean, responder: Responder, log: Logger): Promise<Socket> {
   const v6 = host.includes(':');
   const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 && ipv6Only, recvBufferSize: 4 << 20 });
+  let closed = false;
+  sock.on('close', () => (closed = true));
   sock.on('message', (msg, rinfo) => {
     const hit = responder.fast(msg, rinfo.address);
     if (hit) {
@@ -20,7 +22,11 @@ export async function listenUdp(host: string, port: number, ipv6Only: boolean, r
       return;
     }
     responder.respond(msg, rinfo.address, 'udp').then((out) => {
-      if (out) sock.send(out, rinfo.port, rinfo.address, swallow);
+      // The socket may have closed while a forward was pending: sending would throw.
+      if (!out || closed) return;
+      try {
+        sock.send(out, rinfo.port, rinfo.address, swallow);
+      } catch { /* closed under us */ }
     }, swallow);
   });
   sock.on('error', (err) => log.warn({ err: err.message, host, port }, 'dns udp socket error'));
