@@ -36,20 +36,29 @@ const PATHS = [
   '/2009-04-04/meta-data/instance-id', '/1.0/user-data', '/latest/api/token', '/latest/dynamic/instance-identity/document', '/keys?x=1',
   '/openstack/../keys', '/nocloud/%2e%2e/x', '//keys', '/computeMetadata/v1/',
 ];
+const GCE_PATHS = [
+  '/computeMetadata', '/computeMetadata/', '/computeMetadata/v1', '/computeMetadata/v1/', '/computeMetadata/v1/instance/hostname',
+  '/computeMetadata/v1/instance/?recursive=true', '/computeMetadata/v1/instance/?recursive=True', '/computeMetadata/v1/?recursive=true&alt=text',
+  '/computeMetadata/v1/instance/name?alt=json', '/computeMetadata/v1/instance/name?alt=xml', '/computeMetadata/v1/instance/attributes/a',
+  '/computeMetadata/v1/instance/nope', '/computeMetadata/v1beta1/instance', '/computeMetadata/v1/instance/network-interfaces/0/mac?recursive=false',
+  '/computeMetadata/v1/project/?recursive=true&x=1',
+];
 
 describe('fast path', () => {
   it('answers every path like the Hono app: status, body, type and ETag', async () => {
+    const cases = [...PATHS.map((p) => [p, {}] as const), ...GCE_PATHS.flatMap((p) => [[p, { 'Metadata-Flavor': 'Google' }], [p, {}]] as const)];
     for (const from of ['127.0.0.1', '127.0.0.2', '127.0.0.9']) {
-      for (const p of PATHS) {
+      for (const [p, headers] of cases) {
         const [a, b] = await Promise.all([
-          httpGet('127.0.0.1', fast.addresses[0].port, p, { from }),
-          httpGet('127.0.0.1', slow.addresses[0].port, p, { from }),
+          httpGet('127.0.0.1', fast.addresses[0].port, p, { from, headers }),
+          httpGet('127.0.0.1', slow.addresses[0].port, p, { from, headers }),
         ]);
-        const what = `${from} ${p}`;
+        const what = `${from} ${p} ${JSON.stringify(headers)}`;
         expect(a.status, what).toBe(b.status);
         expect(a.body, what).toBe(b.body);
         expect(a.headers['content-type'], what).toBe(b.headers['content-type']);
         expect(a.headers.etag, what).toBe(b.headers.etag);
+        expect(a.headers['metadata-flavor'], what).toBe(b.headers['metadata-flavor']);
         expect(a.headers['content-length'] ?? String(Buffer.byteLength(a.body)), what).toBe(String(Buffer.byteLength(a.body)));
         expect(a.headers['transfer-encoding'], what).toBeUndefined();
       }
