@@ -107,8 +107,16 @@ describe('etcd outages, freezes, compaction and rewinds', () => {
     // The operator's first write may race the client's reconnect: retry it as the CLI user would.
     const writeAcceptedMs = await within(10_000, async () => { await writer.addVm({ name: 'after-outage', network: 'loop' }); return true; }, 'write after etcd is back');
     names.add('after-outage');
+    const written = await etcd.status();
+    // "ready" again only once the daemon has caught up: never while it still serves the old state.
+    let readyAt: { revision: number } | undefined;
+    const readyMs = await within(15_000, async () => {
+      const r = await d.readyz();
+      if (r.status === 'ready') readyAt = r;
+      return r.status === 'ready';
+    }, 'readyz ready');
+    expect(readyAt!.revision).toBeGreaterThanOrEqual(written.revision);
     const visibleMs = await within(15_000, async () => Array.isArray(await aaaa(d.resolver(), 'after-outage.loop.test')), 'new VM visible');
-    const readyMs = await within(15_000, async () => (await d.readyz()).status === 'ready', 'readyz ready');
     expect(await diff()).toEqual([]);
     figure('etcd-killed', {
       outageSeconds: OUTAGE_SECONDS, degradedAfterMs, rounds, answersDuringOutage: answers, failures: failures.length,

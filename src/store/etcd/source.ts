@@ -40,6 +40,8 @@ export class EtcdSource implements StateSource {
   private clusterId?: string;
   private reloading?: Promise<void>;
   private reloadScheduled = false;
+  /** The last load finished and its watch has not dropped since: only then is the state current. */
+  private following = false;
   private readonly state: SourceHealth = { live: false, connected: false, revision: 0, reloads: 0, reconnects: 0 };
   /** Called after every successful apply/reset, for metrics and tests. */
   onRevision?: (revision: number, kind: 'reset' | 'apply') => void;
@@ -83,6 +85,7 @@ export class EtcdSource implements StateSource {
     this.sink!.reset(entries, revision);
     this.state.revision = revision;
     this.state.connected = true;
+    this.following = true;
     this.state.live = true;
     this.onRevision?.(revision, 'reset');
     await this.watchFrom(revision + 1);
@@ -119,6 +122,7 @@ export class EtcdSource implements StateSource {
     watcher.on('disconnected', (err: Error) => {
       if (watcher !== this.watcher) return;
       this.state.connected = false;
+      this.following = false;
       this.state.lastError = err.message;
       if (dropped) return; // every retry of the stream reports again: count and log the outage once
       dropped = true;
@@ -166,6 +170,7 @@ export class EtcdSource implements StateSource {
   private scheduleReload(attempt: number): void {
     if (this.closed || this.reloading || this.reloadScheduled) return;
     this.reloadScheduled = true;
+    this.following = false;
     // The old watch must end on the server too, or every rewind would leak one.
     const old = this.watcher;
     this.watcher = undefined;
@@ -197,7 +202,9 @@ export class EtcdSource implements StateSource {
       const revision = Number(res.header.revision);
       const replaced = this.clusterId !== undefined && this.clusterId !== clusterId;
       this.clusterId = clusterId;
-      this.state.connected = true;
+      // etcd answering is not enough: until the watch is back (and the reload after it is done)
+      // the state may be stale, and /readyz must keep saying "degraded".
+      this.state.connected = this.following;
       if (replaced || revision < this.state.revision) {
         this.opts.log.warn({ revision, ours: this.state.revision, replaced }, 'etcd was rewound or replaced; reloading');
         this.scheduleReload(0);
