@@ -2,7 +2,7 @@
 // nftables inside a network namespace (ip, nft and qemu run through `ip netns exec` wrappers).
 import { createMetricsRegistry } from '../metrics.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, existsSync, writeFileSync, chmodSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, existsSync, writeFileSync, chmodSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { etcdTestStore, eventually, type TestStore } from '../../test/support/store.js';
@@ -146,5 +146,17 @@ describe('agent', () => {
     expect(rules).not.toContain(tap);
     // The bridge stays: it is the network's, not the VM's.
     expect(await ns.ip(['link', 'show', 'br-lab'])).toContain('br-lab');
+  }, 60_000);
+
+  it('removes a tap left unlabelled by an agent killed between creating and labelling it', async () => {
+    // What the killed agent left: the VM's directory (written before the tap) and a bare tap.
+    const tap = tapName('lab', 'gone1');
+    mkdirSync(join(stateDir, 'lab', 'gone1'), { recursive: true });
+    await ns.ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+    await agent?.stop();
+    agent = await startAgent(base);
+    await eventually(async () => !(await ns.ip(['-j', 'link', 'show']).then((o) => o.includes(`"${tap}"`))), 10_000);
+    await eventually(() => !existsSync(join(stateDir, 'lab', 'gone1')), 5000);
+    expect(readdirSync(join(stateDir, '.retired')).some((d) => d.startsWith('lab-gone1-'))).toBe(true);
   }, 60_000);
 });

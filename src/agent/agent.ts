@@ -2,7 +2,7 @@
 // and makes the host match: bridge, tap, nftables, qemu. Reconciliation runs on every registry
 // change, one pass at a time, and is idempotent, so the agent is safe to restart at any moment:
 // running VMs are adopted by pidfile, never duplicated. A slow sweep only notices dead qemus.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { OpenedStore } from '../store/open.js';
@@ -73,6 +73,14 @@ function packageVersion(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/** Keeps a removed VM's console log for a post-mortem, out of the way of the reconcile loop. */
+function retireDir(stateDir: string, dir: string, network: string, name: string): void {
+  if (!existsSync(dir)) return;
+  const graveyard = join(stateDir, '.retired');
+  mkdirSync(graveyard, { recursive: true });
+  renameSync(dir, join(graveyard, `${network}-${name}-${new Date().toISOString().replace(/[:.]/g, '')}`));
 }
 
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
@@ -181,6 +189,9 @@ class HostAgent {
     for (const v of desired.values()) {
       const m = this.track(v);
       try {
+        // The VM's directory is the durable mark that this host owns its tap: a tap created
+        // before its alias label (an agent killed in between) is still found and removed.
+        mkdirSync(m.dir, { recursive: true });
         await this.links.ensureBridge(bridgeName(v.network));
         await this.links.ensureTap(m.tap, bridgeName(v.network), v.key);
         ready.push(v);
@@ -313,10 +324,7 @@ class HostAgent {
       if (!desired.has(key) && network && name && !doomed.has(key)) doomed.set(key, { dir: vmDir(this.opts.stateDir, network, name), tap, network, name });
     }
     for (const found of this.vmDirsOnDisk()) {
-      if (!desired.has(found.key) && !doomed.has(found.key)) {
-        const pid = readPid(found.dir);
-        if (pid && isOurQemu(pid, found.key)) doomed.set(found.key, { ...found, tap: tapName(found.network, found.name) });
-      }
+      if (!desired.has(found.key) && !doomed.has(found.key)) doomed.set(found.key, { ...found, tap: tapName(found.network, found.name) });
     }
     for (const [key, d] of doomed) {
       if (this.stopping.has(key)) continue;
@@ -327,6 +335,7 @@ class HostAgent {
           const how = await stopQemu(d.dir, key, this.opts.stopTimeoutMs ?? 30_000);
           await this.links.removeTap(d.tap);
           await this.clearState(d.network, d.name);
+          retireDir(this.opts.stateDir, d.dir, d.network, d.name);
           this.opts.log.info({ vm: key, how }, 'VM stopped and removed from this host');
           this.actions?.inc({ action: 'removed' });
         } catch (err) {
@@ -344,6 +353,7 @@ class HostAgent {
     const found: { key: string; dir: string; network: string; name: string }[] = [];
     try {
       for (const network of readdirSync(this.opts.stateDir)) {
+        if (network.startsWith('.')) continue; // .retired
         for (const name of readdirSync(join(this.opts.stateDir, network))) {
           found.push({ key: `${network}/${name}`, dir: vmDir(this.opts.stateDir, network, name), network, name });
         }

@@ -66,8 +66,10 @@ export async function launchQemu(qemu: string, spec: QemuSpec, accel: Accel): Pr
   const f = vmFiles(spec.dir);
   rmSync(f.pid, { force: true });
   rmSync(f.qmp, { force: true });
-  await run(qemu, qemuArgs(spec, accel), { timeoutMs: 60_000 });
+  // The spec goes down first: an agent killed while qemu starts must find it, or its successor
+  // would take the running VM for a changed one and restart it.
   writeFileSync(f.spec, specText(spec));
+  await run(qemu, qemuArgs(spec, accel), { timeoutMs: 60_000 });
   const pid = readPid(spec.dir);
   if (!pid) throw new Error(`qemu for ${spec.key} daemonized without writing ${f.pid}`);
   return pid;
