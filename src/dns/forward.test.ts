@@ -3,7 +3,7 @@
 // spoofed replies before the real one.
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { etcdTestStore } from '../../test/support/store.js';
+import { etcdTestStore, eventually } from '../../test/support/store.js';
 import { freePort } from '../../test/support/ports.js';
 import { silentLogger } from '../log.js';
 import { startDnsServer, type DnsServer } from './server.js';
@@ -66,6 +66,12 @@ describe('forwarding', () => {
       expect(again.answer.map((a) => a.data)).toEqual(['198.51.100.9']);
       expect(again.answer[0].ttl).toBeLessThanOrEqual(60);
     }
+    expect(other.queriesFor('ext.example.org', 'A')).toBe(before + 1);
+    // A VM change touches only our own zone: the forwarded answer stays cached.
+    await t.writer.addVm({ name: 'cachekeeper', network: 'lab' });
+    await eventually(() => registry.vmByName('lab', 'cachekeeper'));
+    expect((await dig('127.0.0.1', p, ['+noedns', 'cachekeeper.lab.example', 'AAAA'])).answer).toHaveLength(1);
+    expect((await dig('127.0.0.1', p, ['+noedns', 'ext.example.org', 'A'])).answer.map((a) => a.data)).toEqual(['198.51.100.9']);
     expect(other.queriesFor('ext.example.org', 'A')).toBe(before + 1);
 
     await dig('127.0.0.1', port, ['+noedns', 'short.example.org', 'A']);

@@ -44,7 +44,10 @@ const MAX_CLIENTS = 10_000;
 
 export class Responder {
   private authorityCache?: Authority;
-  private readonly cache = new AnswerCache();
+  /** Answers from our zones: dropped when the registry changes. */
+  private authCache = new AnswerCache();
+  /** Forwarded answers: they age by their TTLs and survive VM changes (not network changes). */
+  private fwdCache = new AnswerCache();
   private clients = new Map<string, ClientInfo>();
   private acl: Acl;
   private readonly forwarder: Forwarder;
@@ -56,13 +59,17 @@ export class Responder {
     this.recursionOffered = this.computeRecursionOffered();
     this.forwarder = new Forwarder({ log: opts.log, metrics: opts.metrics, timeoutMs: opts.forwardTimeoutMs });
     this.onChange = (c) => {
-      // Clear all: rebuilding is cheap next to how rarely the registry changes.
-      this.authorityCache = undefined;
-      this.cache.clear();
-      this.clients = new Map();
+      // A VM change replaces only that VM's records; networks changing (or a reload) rebuild all,
+      // and may turn forwarded names into ours, so the forward cache goes too.
+      this.authCache.clear();
       if (c.networksChanged || c.all) {
+        this.authorityCache = undefined;
+        this.fwdCache.clear();
+        this.clients = new Map();
         if (!opts.recursionAcl) this.acl = Acl.forNetworks(opts.registry);
         this.recursionOffered = this.computeRecursionOffered();
+      } else {
+        this.authorityCache?.updateVms(opts.registry, c.vms);
       }
       opts.log.debug({ generation: c.generation, revision: c.revision }, 'dns answers invalidated');
     };
@@ -78,20 +85,24 @@ export class Responder {
   fast(msg: Buffer, address: string): Buffer | undefined {
     const h = hotQuestion(msg);
     if (!h) return undefined;
-    const slot = this.cache.get(h.key);
-    if (!slot) return undefined;
-    let e = slot.shared;
+    let e: CachedWire | undefined;
     let now = 0;
-    if (!e) {
+    for (const cache of [this.authCache, this.fwdCache]) {
+      const slot = cache.get(h.key);
+      if (!slot) continue;
+      e = slot.shared;
+      if (e) break;
       const c = this.client(address);
       e = slot.variants?.get(this.variant(h.key, c));
-      if (!e) return undefined;
+      if (!e) continue;
       if (e.recursive) {
         if (!c.allowed) return undefined;
         now = Date.now();
         if (e.expiresAt <= now) return undefined;
       }
+      break;
     }
+    if (!e) return undefined;
     this.opts.metrics.cacheHits++;
     this.opts.metrics.query(h.qtype, e.rcode);
     return serveCached(e, msg, h.questionEnd, now);
@@ -139,8 +150,8 @@ export class Responder {
       });
       if (hot) {
         const e = entry(out, q.qtype, answer.rcode, false);
-        if (bare) this.cache.setVariant(hot.key, c.metaVariant!, e);
-        else this.cache.setShared(hot.key, e);
+        if (bare) this.authCache.setVariant(hot.key, c.metaVariant!, e);
+        else this.authCache.setShared(hot.key, e);
       }
       metrics.query(q.qtype, answer.rcode);
       return out;
@@ -160,7 +171,7 @@ export class Responder {
       }
       e.storedAt = a.storedAt;
       e.expiresAt = a.expiresAt;
-      this.cache.setVariant(hot.key, c.forwardVariant, e);
+      this.fwdCache.setVariant(hot.key, c.forwardVariant, e);
     }
     metrics.query(q.qtype, a.rcode);
     return out;
