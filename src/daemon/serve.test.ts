@@ -60,6 +60,9 @@ describe('serve on etcd', () => {
     const metrics = await curl(`http://[::1]:${adminPort}/metrics`);
     expect(metrics).toMatch(/uncloud_metadata_registry_vms 2/);
     expect(metrics).toMatch(/uncloud_metadata_store_connected 1/);
+    expect(metrics).toMatch(/uncloud_metadata_store_watch_lag_revisions \d+/);
+    expect(metrics).toMatch(/uncloud_metadata_dns_/);
+    expect(metrics).toMatch(/uncloud_metadata_http_/);
     // not on the VM-facing listener
     expect(await curl(`http://[::1]:${httpPort}/metrics`, '-o', '/dev/null', '-w', '%{http_code}')).toMatch(/^4/);
   });

@@ -1,8 +1,12 @@
-// The authoritative data, built from the registry: per served network a forward zone (its search
-// domain: apex SOA/NS, `metadata`, one name per VM) and its reverse zones (PTR for the metadata
-// address and every VM address). Built whole when networks change; a VM change only replaces that
-// VM's own records (what it contributed is remembered), so 100,000 VMs cost nothing per change.
-// Lookups are map hits.
+// The authoritative data of every served network: its forward zone (the search domain: apex
+// SOA/NS, `metadata`, one name per VM) and its reverse zones (PTR for the metadata address and
+// every VM address).
+//
+// VM records are not copied into zones: a VM name or a reverse name is looked up in the registry
+// when asked (the hot path caches the wire answer), so 100,000 VMs cost no zone memory and a VM
+// change costs nothing here. What the zones keep per VM is one sorted key per address, so that
+// an empty non-terminal in a reverse zone (a partial ip6.arpa name with VM addresses below it)
+// answers NODATA, not NXDOMAIN (RFC 8020), in O(log n).
 import type { NetworkView, Registry, VmView } from '../registry/registry.js';
 import { parseAddress, reverseName } from '../model/ip.js';
 import { TYPE, RCODE, encodeName } from './wire.js';
@@ -26,10 +30,14 @@ type Node = Map<number, Buffer[]>;
 
 interface Zone {
   apex: string;
-  /** Records by owner name. */
-  nodes: Map<string, Node>;
-  /** Empty non-terminals: names with no records but with descendants (NODATA, not NXDOMAIN), counted by descendant node. */
-  ents: Map<string, number>;
+  kind: 'forward' | 'ip6' | 'ip4';
+  network: string;
+  /** Records that are not a VM's: apex SOA/NS, `metadata`, the metadata addresses' PTRs. */
+  fixed: Map<string, Node>;
+  /** Reverse zones: the address keys (see addressKey) of every name below the apex, sorted. */
+  keys: string[];
+  /** Reverse zones: the key prefix of the apex itself. */
+  keyPrefix: string;
   soa: Rr;
   /** Addresses of the NS target, sent as additional data. */
   glue: Rr[];
@@ -39,53 +47,90 @@ const SOA_REFRESH = 3600;
 const SOA_RETRY = 600;
 const SOA_EXPIRE = 86400;
 
-/** One record a VM put into a zone, so that it can be taken out again. */
-type Contribution = [zone: Zone, owner: string, type: number, rdata: Buffer];
+/**
+ * An address as the reverse tree sees it, root first: 32 hex nibbles for IPv6, four 3-digit
+ * octets for IPv4. A partial reverse name is then a prefix of the keys below it.
+ */
+function addressKey(address: string): { kind: 'ip6' | 'ip4'; key: string } | undefined {
+  // Canonical IPv6 text (what the registry holds) expands without a parser: this runs per VM.
+  if (address.includes(':') && !address.includes('.')) {
+    const halves = address.split('::');
+    if (halves.length <= 2) {
+      const head = halves[0] ? halves[0].split(':') : [];
+      const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+      const fill = halves.length === 2 ? 8 - head.length - tail.length : 0;
+      const groups = [...head, ...new Array<string>(Math.max(fill, 0)).fill('0'), ...tail];
+      if (groups.length === 8 && groups.every((g) => /^[0-9a-f]{1,4}$/.test(g))) return { kind: 'ip6', key: groups.map((g) => g.padStart(4, '0')).join('') };
+    }
+  }
+  const a = parseAddress(address);
+  if (!a) return undefined;
+  const bytes = a.toByteArray();
+  return a.kind() === 'ipv6'
+    ? { kind: 'ip6', key: bytes.map((b) => b.toString(16).padStart(2, '0')).join('') }
+    : { kind: 'ip4', key: bytes.map((b) => String(b).padStart(3, '0')).join('') };
+}
+
+/** The key prefix of a reverse name, or undefined when it is not a well-formed one. */
+function reverseKey(labels: string[], kind: 'ip6' | 'ip4'): string | undefined {
+  if (kind === 'ip6') return labels.every((l) => /^[0-9a-f]$/.test(l)) ? labels.slice().reverse().join('') : undefined;
+  if (!labels.every((l) => /^(0|[1-9][0-9]{0,2})$/.test(l) && Number(l) < 256)) return undefined;
+  return labels.slice().reverse().map((l) => l.padStart(3, '0')).join('');
+}
+
+function lowerBound(sorted: string[], key: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 export class Authority {
   private zones = new Map<string, Zone>();
   private metadataByNetwork = new Map<string, Node>();
-  private byVm = new Map<string, Contribution[]>();
+  /** The reverse-zone keys each VM added, so a change can take exactly those out again. */
+  private keysByVm = new Map<string, [Zone, string][]>();
+  /** Each network's reverse zones, by address family. */
+  private reverseByNetwork = new Map<string, { ip6?: Zone; ip4?: Zone }>();
+  /**
+   * The reverse keys are only needed to tell an empty non-terminal from a missing name, a rare
+   * question: they are built on the first one (a cold start with 100,000 VMs pays nothing) and
+   * kept current from then on.
+   */
+  private keysBuilt = false;
   /** Each network's SOA rdata, shared by its zones: the serial is rewritten in place on change. */
   private soas: Buffer[] = [];
   readonly ttl: number;
 
-  constructor(registry: Registry, ttl: number) {
+  constructor(private readonly registry: Registry, ttl: number) {
     this.ttl = ttl;
     const serial = registry.revision >>> 0;
     for (const net of registry.networks()) this.addNetwork(net, serial);
-    for (const vm of registry.allVms()) this.addVm(vm);
   }
 
-  /** Replaces the records of these VMs (keys "<network>/<name>") with what the registry holds now. */
+  private buildKeys(): void {
+    this.keysBuilt = true;
+    for (const vm of this.registry.allVms()) this.addVmKeys(vm, false);
+    for (const z of this.zones.values()) z.keys.sort();
+  }
+
+  /** Follows a change of these VMs (keys "<network>/<name>"): only their reverse keys move. */
   updateVms(registry: Registry, keys: Iterable<string>): void {
-    for (const key of keys) {
-      for (const [zone, owner, type, rdata] of this.byVm.get(key) ?? []) removeRecord(zone, owner, type, rdata);
-      this.byVm.delete(key);
+    for (const key of this.keysBuilt ? keys : []) {
+      for (const [zone, k] of this.keysByVm.get(key) ?? []) {
+        const i = lowerBound(zone.keys, k);
+        if (zone.keys[i] === k) zone.keys.splice(i, 1);
+      }
+      this.keysByVm.delete(key);
       const vm = registry.vmByKey(key);
-      if (vm) this.addVm(vm);
+      if (vm) this.addVmKeys(vm, true);
     }
     // SERIAL sits 20 bytes from the end (then REFRESH, RETRY, EXPIRE, MINIMUM).
     for (const soa of this.soas) soa.writeUInt32BE(registry.revision >>> 0, soa.length - 20);
-  }
-
-  private addVm(vm: VmView): void {
-    const zone = this.zones.get(vm.network.domain);
-    if (!zone) return;
-    const added: Contribution[] = [];
-    const add = (z: Zone, owner: string, type: number, rdata: Buffer) => {
-      if (addRecord(z, owner, type, rdata)) added.push([z, owner, type, rdata]);
-    };
-    // `metadata` wins over a VM that happens to share the name.
-    if (vm.vm.name !== 'metadata') {
-      for (const a of vm.addresses6) add(zone, vm.fqdn, TYPE.AAAA, addressBytes(a));
-      for (const a of vm.addresses4) add(zone, vm.fqdn, TYPE.A, addressBytes(a));
-    }
-    for (const a of [...vm.addresses6, ...vm.addresses4]) {
-      const ptr = this.ptrOwner(a);
-      if (ptr) add(ptr.zone, ptr.owner, TYPE.PTR, encodeName(vm.fqdn));
-    }
-    if (added.length) this.byVm.set(vm.key, added);
   }
 
   /** The zone holding `qname`, by longest matching apex. */
@@ -108,9 +153,9 @@ export class Authority {
   lookup(qname: string, qtype: number): AuthAnswer | undefined {
     const zone = this.zoneFor(qname);
     if (!zone) return undefined;
-    const node = zone.nodes.get(qname);
+    const node = zone.fixed.get(qname) ?? this.vmNode(zone, qname);
     const negative = (rcode: number): AuthAnswer => ({ rcode, answer: [], authority: [zone.soa], additional: [] });
-    if (!node) return negative(zone.ents.has(qname) ? RCODE.NOERROR : RCODE.NXDOMAIN);
+    if (!node) return negative(this.isEmptyNonTerminal(zone, qname) ? RCODE.NOERROR : RCODE.NXDOMAIN);
     const answer = recordsOf(node, qname, qtype, this.ttl);
     if (!answer.length) return negative(RCODE.NOERROR);
     const additional = qname === zone.apex && (qtype === TYPE.NS || qtype === TYPE.ANY) ? zone.glue : [];
@@ -122,6 +167,65 @@ export class Authority {
     const node = this.metadataByNetwork.get(network);
     if (!node) return undefined;
     return { rcode: RCODE.NOERROR, answer: recordsOf(node, 'metadata', qtype, this.ttl), authority: [], additional: [] };
+  }
+
+  /** A VM's records under `qname`, straight from the registry. */
+  private vmNode(zone: Zone, qname: string): Node | undefined {
+    let vm: VmView | undefined;
+    if (zone.kind === 'forward') {
+      vm = this.registry.vmByFqdn(qname);
+      // `metadata` wins over a VM that happens to share the name.
+      if (!vm || vm.vm.network !== zone.network || vm.vm.name === 'metadata') return undefined;
+      const node: Node = new Map();
+      if (vm.addresses6.length) node.set(TYPE.AAAA, vm.addresses6.map(addressBytes));
+      if (vm.addresses4.length) node.set(TYPE.A, vm.addresses4.map(addressBytes));
+      return node;
+    }
+    const labels = qname.slice(0, qname.length - zone.apex.length - 1).split('.');
+    const apexLabels = zone.apex.split('.').length;
+    if (labels.length + apexLabels !== (zone.kind === 'ip6' ? 34 : 6)) return undefined;
+    const key = reverseKey(labels.concat(zone.apex.split('.').slice(0, apexLabels - 2)), zone.kind);
+    if (!key) return undefined;
+    const address = zone.kind === 'ip6'
+      ? key.match(/.{4}/g)!.join(':')
+      : key.match(/.{3}/g)!.map(Number).join('.');
+    vm = this.registry.vmByAddress(address);
+    if (!vm || vm.vm.network !== zone.network) return undefined;
+    return new Map([[TYPE.PTR, [encodeName(vm.fqdn)]]]);
+  }
+
+  private isEmptyNonTerminal(zone: Zone, qname: string): boolean {
+    if (zone.kind === 'forward' || qname === zone.apex) return false;
+    const labels = qname.slice(0, qname.length - zone.apex.length - 1).split('.');
+    const apexLabels = zone.apex.split('.');
+    const prefix = reverseKey(labels.concat(apexLabels.slice(0, apexLabels.length - 2)), zone.kind);
+    if (prefix === undefined) return false;
+    if (!this.keysBuilt) this.buildKeys();
+    const i = lowerBound(zone.keys, prefix);
+    return i < zone.keys.length && zone.keys[i].startsWith(prefix) && zone.keys[i] !== prefix;
+  }
+
+  private addVmKeys(vm: VmView, sorted: boolean): void {
+    const added: [Zone, string][] = [];
+    const zones = this.reverseByNetwork.get(vm.vm.network);
+    for (const a of [...vm.addresses6, ...vm.addresses4]) {
+      const k = addressKey(a);
+      // Every VM address lies inside its network's prefix (the writer checks), so inside the
+      // reverse zone cut at or above that prefix.
+      const zone = k && zones?.[k.kind];
+      if (!k || !zone || !k.key.startsWith(zone.keyPrefix)) continue;
+      if (sorted) zone.keys.splice(lowerBound(zone.keys, k.key), 0, k.key);
+      else zone.keys.push(k.key);
+      added.push([zone, k.key]);
+    }
+    if (added.length) this.keysByVm.set(vm.key, added);
+  }
+
+  private reverseZoneOf(address: string): Zone | undefined {
+    const addr = parseAddress(address);
+    if (!addr) return undefined;
+    const zone = this.zoneFor(reverseName(addr));
+    return zone && zone.kind !== 'forward' ? zone : undefined;
   }
 
   private addNetwork(view: NetworkView, serial: number): void {
@@ -136,35 +240,31 @@ export class Authority {
     if (n.metadata4) glue.push({ name: target, type: TYPE.A, ttl: this.ttl, rdata: addressBytes(n.metadata4) });
     for (const apex of [n.domain, ...view.reverseZones]) {
       const zone: Zone = {
-        apex, nodes: new Map(), ents: new Map(), glue,
+        apex, network: n.name, fixed: new Map(), keys: [], keyPrefix: '', glue,
+        kind: apex.endsWith('.ip6.arpa') ? 'ip6' : apex.endsWith('.in-addr.arpa') ? 'ip4' : 'forward',
         // RFC 2308: the negative TTL is the smaller of the SOA's TTL and its MINIMUM; both are ours.
         soa: { name: apex, type: TYPE.SOA, ttl: this.ttl, rdata: soaRdata },
       };
       addRecord(zone, apex, TYPE.SOA, soaRdata);
       addRecord(zone, apex, TYPE.NS, encodeName(target));
       this.zones.set(apex, zone);
+      if (zone.kind !== 'forward') {
+        const labels = apex.split('.');
+        zone.keyPrefix = reverseKey(labels.slice(0, labels.length - 2), zone.kind) ?? '';
+        this.reverseByNetwork.set(n.name, { ...this.reverseByNetwork.get(n.name), [zone.kind]: zone });
+      }
     }
     const fwd = this.zones.get(n.domain)!;
     addRecord(fwd, target, TYPE.AAAA, addressBytes(n.metadata6));
     if (n.metadata4) addRecord(fwd, target, TYPE.A, addressBytes(n.metadata4));
-    this.metadataByNetwork.set(n.name, fwd.nodes.get(target)!);
-    this.addPtr(n.metadata6, target);
-    if (n.metadata4) this.addPtr(n.metadata4, target);
-  }
-
-  private addPtr(address: string, target: string): void {
-    const ptr = this.ptrOwner(address);
-    if (ptr) addRecord(ptr.zone, ptr.owner, TYPE.PTR, encodeName(target));
-  }
-
-  /** The reverse zone and owner name of an address, when one of our reverse zones holds it. */
-  private ptrOwner(address: string): { zone: Zone; owner: string } | undefined {
-    const addr = parseAddress(address);
-    if (!addr) return undefined;
-    const owner = reverseName(addr);
-    const zone = this.zoneFor(owner);
-    if (!zone || zone.apex === '' || !zone.apex.endsWith('arpa')) return undefined;
-    return { zone, owner };
+    this.metadataByNetwork.set(n.name, fwd.fixed.get(target)!);
+    for (const a of [n.metadata6, ...(n.metadata4 ? [n.metadata4] : [])]) {
+      const zone = this.reverseZoneOf(a);
+      const k = addressKey(a);
+      if (!zone || !k) continue;
+      addRecord(zone, reverseName(parseAddress(a)!), TYPE.PTR, encodeName(target));
+      zone.keys.push(k.key);
+    }
   }
 }
 
@@ -177,47 +277,15 @@ function recordsOf(node: Node, owner: string, qtype: number, ttl: number): Rr[] 
   return out;
 }
 
-/** The names strictly between `owner` and the zone's apex. */
-function* between(zone: Zone, owner: string): Generator<string> {
-  for (let name = owner; name !== zone.apex; ) {
-    const dot = name.indexOf('.');
-    if (dot < 0) return;
-    name = name.slice(dot + 1);
-    if (name === zone.apex) return;
-    yield name;
-  }
-}
-
-/** Adds a record; false when the very same record was already there (it is not added twice). */
-function addRecord(zone: Zone, owner: string, type: number, rdata: Buffer): boolean {
-  let node = zone.nodes.get(owner);
+function addRecord(zone: Zone, owner: string, type: number, rdata: Buffer): void {
+  let node = zone.fixed.get(owner);
   if (!node) {
     node = new Map();
-    zone.nodes.set(owner, node);
-    // Every name between the owner and the apex exists (RFC 8020): count the empty ones.
-    for (const name of between(zone, owner)) zone.ents.set(name, (zone.ents.get(name) ?? 0) + 1);
+    zone.fixed.set(owner, node);
   }
   const list = node.get(type) ?? [];
-  if (list.some((r) => r.equals(rdata))) return false;
-  list.push(rdata);
+  if (!list.some((r) => r.equals(rdata))) list.push(rdata);
   node.set(type, list);
-  return true;
-}
-
-function removeRecord(zone: Zone, owner: string, type: number, rdata: Buffer): void {
-  const node = zone.nodes.get(owner);
-  const list = node?.get(type);
-  if (!node || !list) return;
-  const rest = list.filter((r) => !r.equals(rdata));
-  if (rest.length) node.set(type, rest);
-  else node.delete(type);
-  if (node.size) return;
-  zone.nodes.delete(owner);
-  for (const name of between(zone, owner)) {
-    const n = (zone.ents.get(name) ?? 1) - 1;
-    if (n > 0) zone.ents.set(name, n);
-    else zone.ents.delete(name);
-  }
 }
 
 function addressBytes(text: string): Buffer {

@@ -53,6 +53,8 @@ export interface SourceHealth {
   /** The store answered recently. */
   connected: boolean;
   revision: number;
+  /** The store's own revision at the last probe (etcd's is cluster-wide, so it counts writes outside our prefix too). */
+  storeRevision?: number;
   reloads: number;
   reconnects: number;
   lastError?: string;

@@ -202,6 +202,7 @@ export class EtcdSource implements StateSource {
       const revision = Number(res.header.revision);
       const replaced = this.clusterId !== undefined && this.clusterId !== clusterId;
       this.clusterId = clusterId;
+      this.state.storeRevision = revision;
       // etcd answering is not enough: until the watch is back (and the reload after it is done)
       // the state may be stale, and /readyz must keep saying "degraded".
       this.state.connected = this.following;
