@@ -262,8 +262,10 @@ if (QUICK) {
   check(med(dns.oursMeta, (x) => x.qps) >= 0.25 * bare, 'DNS metadata >= 0.25 x bare Node responder');
   check(med(http.metaData, (x) => x.rps) >= 0.2 * med(http.bare, (x) => x.rps), 'HTTP meta_data.json >= 0.2 x bare node:http');
   const big = results.scale.at(-1);
-  check(big.dnsQps >= 0.5 * base.dnsQps, `DNS rate with ${big.size} VMs >= 0.5 x with ${base.size}`);
-  check(big.httpRps >= 0.5 * base.httpRps, `HTTP rate with ${big.size} VMs >= 0.5 x with ${base.size}`);
+  // The two sizes run one after the other (not interleaved), so a passing burst of other load
+  // skews them: 0.3 still catches an O(n) path (a zone rebuild per change measured 0.13).
+  check(big.dnsQps >= 0.3 * base.dnsQps, `DNS rate with ${big.size} VMs >= 0.3 x with ${base.size}`);
+  check(big.httpRps >= 0.3 * base.httpRps, `HTTP rate with ${big.size} VMs >= 0.3 x with ${base.size}`);
   check(big.prop.dns.p50 <= 4 * base.prop.dns.p50 + 20, `propagation p50 with ${big.size} VMs <= 4 x with ${base.size} (+20 ms)`);
   check(big.rss <= 3 * base.rss, `RSS with ${big.size} VMs <= 3 x with ${base.size}`);
   console.log(`quick bench: ${((Date.now() - started) / 1000).toFixed(0)} s`);
