@@ -16,6 +16,7 @@ import { createMetricsRegistry } from '../metrics.js';
 import { startDnsServer } from '../dns/server.js';
 import { startHttpServer } from '../http/server.js';
 import { readiness, startAdmin } from './admin.js';
+import { collectGarbage } from './compact.js';
 import { registerStoreMetrics } from './metrics.js';
 import { DEMO_ADMIN, DEMO_DNS, DEMO_HTTP, demoStatePath, seedDemo } from './demo.js';
 
@@ -83,8 +84,18 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
   const adminServer = await startAdmin({ listen: listens(admin, 9153, 'admin'), readiness: () => readiness(registry, source), metrics });
   closers.push(() => adminServer.close());
 
+  const loadStarted = Date.now();
   await firstLoad(source, registry, log, () => closed);
   closers.push(() => source.close());
+  collectGarbage();
+  // A full reload (compaction, restore, reconnect) replaces every index at once: compact after it too.
+  let compactTimer: NodeJS.Timeout | undefined;
+  registry.on('change', (c: { all: boolean }) => {
+    if (!c.all || compactTimer) return;
+    compactTimer = setTimeout(() => { compactTimer = undefined; collectGarbage(); }, 1000);
+    compactTimer.unref();
+  });
+  log.info({ ms: Date.now() - loadStarted, vms: registry.vmCount, revision: registry.revision }, 'store loaded');
   for (const name of cfg.serve.networks) {
     if (!registry.network(name)) log.warn({ network: name }, 'network is not in the store (yet); serving it once it appears');
   }
