@@ -12,12 +12,12 @@ import {
 } from '../model/schema.js';
 import { parseAddress, parsePrefix, prefixContains, reverseZone, type IPAddress, type Prefix } from '../model/ip.js';
 import { canonicalVm } from './canonical-vm.js';
-import { slaacAddress, slaacPrefix, type SlaacPrefix } from './slaac.js';
+import { eui64AddressIn, eui64Prefix, type Eui64Prefix } from '../model/eui64.js';
 
 export interface NetworkView {
   network: Network;
   /** The /64 half of prefix6, ready for building EUI-64 addresses. */
-  readonly slaac?: SlaacPrefix;
+  readonly slaac?: Eui64Prefix;
   prefix6: Prefix;
   prefix4?: Prefix;
   /** ip6.arpa (and in-addr.arpa) zones this network answers PTR for, without trailing dot. */
@@ -218,7 +218,7 @@ export class Registry extends EventEmitter implements StateSink {
         const prefix6 = parsePrefix(n.prefix6, 6)!;
         const prefix4 = n.prefix4 ? parsePrefix(n.prefix4, 4) : undefined;
         const view: NetworkView = {
-          network: n, prefix6, prefix4, slaac: slaacPrefix(prefix6),
+          network: n, prefix6, prefix4, slaac: eui64Prefix(prefix6),
           reverseZones: [reverseZone(prefix6), ...(prefix4 ? [reverseZone(prefix4)] : [])],
         };
         this.networksByName.set(n.name, view);
@@ -330,7 +330,7 @@ export class Registry extends EventEmitter implements StateSink {
     const net = this.networksByName.get(vm.network);
     if (!net) return;
     const owner = vm.owner ? this.users.get(vm.owner) : undefined;
-    const addresses6 = [slaacAddress(net.slaac!, vm.mac)];
+    const addresses6 = [eui64AddressIn(net.slaac!, vm.mac)];
     const addresses4: string[] = [];
     for (const text of vm.addresses) {
       const a = parseAddress(text)!;
