@@ -51,24 +51,26 @@ function vmOptions(cmd: Command): Command {
     .option('--json', 'print the record as JSON');
 }
 
-/** The fields the flags name; `current` lets set merge meta instead of replacing it. */
-function patchFrom(o: VmFlags, current?: Vm): VmPatch {
+/** The fields the flags name. Reads the user-data and vendor-data files, once, before any store call. */
+function patchFrom(o: VmFlags): VmPatch {
   const resources = { memoryMiB: o.memory, cpus: o.cpus, disk: o.disk, kernel: o.kernel, initrd: o.initrd, cmdline: o.cmdline };
-  let meta: Record<string, string> | undefined;
-  if (o.meta) {
-    meta = { ...(current?.meta ?? {}) };
-    for (const [k, v] of o.meta) {
-      if (v === '' && current) delete meta[k];
-      else meta[k] = v;
-    }
-  }
   return {
     owner: o.owner, mac: o.mac, addresses: o.address, host: o.host,
     resources: Object.values(resources).some((v) => v !== undefined) ? resources : undefined,
     userData: o.userData === undefined ? undefined : readText(o.userData),
     vendorData: o.vendorData === undefined ? undefined : readText(o.vendorData),
-    sshKeys: o.sshKey, meta, requireToken: o.requireToken,
+    sshKeys: o.sshKey, meta: o.meta ? mergeMeta({}, o.meta, false) : undefined, requireToken: o.requireToken,
   };
+}
+
+/** `--meta` pairs over existing meta; on set, `KEY=` removes KEY. */
+function mergeMeta(current: Record<string, string>, pairs: [string, string][], removeEmpty: boolean): Record<string, string> {
+  const meta = { ...current };
+  for (const [k, v] of pairs) {
+    if (v === '' && removeEmpty) delete meta[k];
+    else meta[k] = v;
+  }
+  return meta;
 }
 
 function derived(vm: Vm, prefix6: string): string {
@@ -91,9 +93,10 @@ export function vmCommand(): Command {
 
   vmOptions(cmd.command('set <name>').description('change the fields given, keep the rest').option('--network <net>', 'its network, if the name is ambiguous'))
     .action((name: string, o: VmFlags) => {
-      patchFrom(o); // fail on unreadable files before touching the store
+      const patch = patchFrom(o); // reads files before touching the store
       return withWriter(o, async (writer) => {
-        const vm = await writer.setVm(name, o.network, (current) => patchFrom(o, current));
+        // Meta merges with what is stored at the moment of the write (inside the CAS loop).
+        const vm = await writer.setVm(name, o.network, (current) => (o.meta ? { ...patch, meta: mergeMeta(current.meta, o.meta, true) } : patch));
         if (o.json) printJson(vm);
         else process.stdout.write(`vm ${vm.name} updated\n`);
       });
