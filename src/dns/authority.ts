@@ -153,9 +153,11 @@ export class Authority {
   lookup(qname: string, qtype: number): AuthAnswer | undefined {
     const zone = this.zoneFor(qname);
     if (!zone) return undefined;
-    const node = zone.fixed.get(qname) ?? this.vmNode(zone, qname);
+    // A reverse name's position in the address tree, worked out once for both questions below.
+    const key = zone.kind === 'forward' ? undefined : this.treeKey(zone, qname);
+    const node = zone.fixed.get(qname) ?? (zone.kind === 'forward' ? this.vmName(zone, qname) : this.vmPtr(zone, key));
     const negative = (rcode: number): AuthAnswer => ({ rcode, answer: [], authority: [zone.soa], additional: [] });
-    if (!node) return negative(this.isEmptyNonTerminal(zone, qname) ? RCODE.NOERROR : RCODE.NXDOMAIN);
+    if (!node) return negative(this.isEmptyNonTerminal(zone, key) ? RCODE.NOERROR : RCODE.NXDOMAIN);
     const answer = recordsOf(node, qname, qtype, this.ttl);
     if (!answer.length) return negative(RCODE.NOERROR);
     const additional = qname === zone.apex && (qtype === TYPE.NS || qtype === TYPE.ANY) ? zone.glue : [];
@@ -169,40 +171,39 @@ export class Authority {
     return { rcode: RCODE.NOERROR, answer: recordsOf(node, 'metadata', qtype, this.ttl), authority: [], additional: [] };
   }
 
-  /** A VM's records under `qname`, straight from the registry. */
-  private vmNode(zone: Zone, qname: string): Node | undefined {
-    let vm: VmView | undefined;
-    if (zone.kind === 'forward') {
-      vm = this.registry.vmByFqdn(qname);
-      // `metadata` wins over a VM that happens to share the name.
-      if (!vm || vm.vm.network !== zone.network || vm.vm.name === 'metadata') return undefined;
-      const node: Node = new Map();
-      if (vm.addresses6.length) node.set(TYPE.AAAA, vm.addresses6.map(addressBytes));
-      if (vm.addresses4.length) node.set(TYPE.A, vm.addresses4.map(addressBytes));
-      return node;
-    }
-    const labels = qname.slice(0, qname.length - zone.apex.length - 1).split('.');
-    const apexLabels = zone.apex.split('.').length;
-    if (labels.length + apexLabels !== (zone.kind === 'ip6' ? 34 : 6)) return undefined;
-    const key = reverseKey(labels.concat(zone.apex.split('.').slice(0, apexLabels - 2)), zone.kind);
-    if (!key) return undefined;
-    const address = zone.kind === 'ip6'
-      ? key.match(/.{4}/g)!.join(':')
-      : key.match(/.{3}/g)!.map(Number).join('.');
-    vm = this.registry.vmByAddress(address);
+  /** A VM's address records under its name, straight from the registry. */
+  private vmName(zone: Zone, qname: string): Node | undefined {
+    const vm = this.registry.vmByFqdn(qname);
+    // `metadata` wins over a VM that happens to share the name.
+    if (!vm || vm.vm.network !== zone.network || vm.vm.name === 'metadata') return undefined;
+    const node: Node = new Map();
+    if (vm.addresses6.length) node.set(TYPE.AAAA, vm.addresses6.map(addressBytes));
+    if (vm.addresses4.length) node.set(TYPE.A, vm.addresses4.map(addressBytes));
+    return node;
+  }
+
+  /** The address key (see addressKey) a reverse name stands for, whole or partial; undefined when malformed. */
+  private treeKey(zone: Zone, qname: string): string | undefined {
+    if (qname === zone.apex) return zone.keyPrefix;
+    const below = reverseKey(qname.slice(0, qname.length - zone.apex.length - 1).split('.'), zone.kind as 'ip6' | 'ip4');
+    return below === undefined ? undefined : zone.keyPrefix + below;
+  }
+
+  /** The PTR of the VM whose whole address `key` is, straight from the registry. */
+  private vmPtr(zone: Zone, key: string | undefined): Node | undefined {
+    if (key === undefined || key.length !== (zone.kind === 'ip6' ? 32 : 12)) return undefined;
+    const address = zone.kind === 'ip6' ? key.match(/.{4}/g)!.join(':') : key.match(/.{3}/g)!.map(Number).join('.');
+    const vm = this.registry.vmByAddress(address);
     if (!vm || vm.vm.network !== zone.network) return undefined;
     return new Map([[TYPE.PTR, [encodeName(vm.fqdn)]]]);
   }
 
-  private isEmptyNonTerminal(zone: Zone, qname: string): boolean {
-    if (zone.kind === 'forward' || qname === zone.apex) return false;
-    const labels = qname.slice(0, qname.length - zone.apex.length - 1).split('.');
-    const apexLabels = zone.apex.split('.');
-    const prefix = reverseKey(labels.concat(apexLabels.slice(0, apexLabels.length - 2)), zone.kind);
-    if (prefix === undefined) return false;
+  /** A partial reverse name with addresses below it exists, with no records of its own. */
+  private isEmptyNonTerminal(zone: Zone, key: string | undefined): boolean {
+    if (key === undefined || key === zone.keyPrefix) return false;
     if (!this.keysBuilt) this.buildKeys();
-    const i = lowerBound(zone.keys, prefix);
-    return i < zone.keys.length && zone.keys[i].startsWith(prefix) && zone.keys[i] !== prefix;
+    const i = lowerBound(zone.keys, key);
+    return i < zone.keys.length && zone.keys[i].startsWith(key) && zone.keys[i] !== key;
   }
 
   private addVmKeys(vm: VmView, sorted: boolean): void {
