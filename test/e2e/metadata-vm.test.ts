@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns } from './netns.js';
+import { etcdArgs } from '../support/etcd-global.js';
 import { guestImage, readConsole, section } from './guest.js';
 import { eventually, ED25519 } from '../support/store.js';
 import { tapName, chainName } from '../../src/agent/names.js';
@@ -75,10 +76,7 @@ describe('a real VM on the metadata network', () => {
     ns = await Netns.create('uce2e');
 
     // etcd, private to the namespace.
-    daemon('etcd', 'etcd', ['--name', 'e2e', '--data-dir', join(work, 'etcd'),
-      '--listen-client-urls', 'http://127.0.0.1:2379', '--advertise-client-urls', 'http://127.0.0.1:2379',
-      '--listen-peer-urls', 'http://127.0.0.1:2380', '--initial-advertise-peer-urls', 'http://127.0.0.1:2380',
-      '--initial-cluster', 'e2e=http://127.0.0.1:2380', '--log-level', 'error', '--logger', 'zap']);
+    daemon('etcd', 'etcd', etcdArgs({ name: 'e2e', dataDir: join(work, 'etcd'), client: 2379, peer: 2380 }));
     await eventually(() => ns.exec('etcdctl', ['--endpoints=127.0.0.1:2379', 'endpoint', 'health']).then(() => true), 20_000);
 
     // The operator's view: a network, two users, two VMs; only web1 is scheduled on this host.

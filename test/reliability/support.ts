@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../support/ports.js';
-import { waitForEtcd } from '../support/etcd-global.js';
+import { etcdArgs, waitForEtcd } from '../support/etcd-global.js';
 import { startBin, type Running } from '../support/daemon.js';
 
 export const exec = promisify(execFile);
@@ -47,12 +47,7 @@ export class OwnEtcd {
 
   /** Starts (again) on the same ports and the current data directory. */
   async up(): Promise<void> {
-    this.proc = spawn('etcd', [
-      '--name', 'rel', '--data-dir', this.dataDir,
-      '--listen-client-urls', `http://${this.endpoint}`, '--advertise-client-urls', `http://${this.endpoint}`,
-      '--listen-peer-urls', `http://127.0.0.1:${this.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${this.peer}`,
-      '--initial-cluster', `rel=http://127.0.0.1:${this.peer}`, '--log-level', 'error', '--logger', 'zap',
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc = spawn('etcd', etcdArgs({ name: 'rel', dataDir: this.dataDir, client: this.client, peer: this.peer }), { stdio: ['ignore', 'ignore', 'pipe'] });
     await waitForEtcd(this.endpoint, this.proc);
   }
 

@@ -17,6 +17,23 @@ declare module 'vitest' {
   }
 }
 
+/**
+ * The command line of a single-member etcd on loopback. `scheme` is the client URLs' (the TLS test
+ * adds its certificate flags in `extra`); peers always talk plain HTTP on loopback.
+ */
+export function etcdArgs(o: { name: string; dataDir: string; client: number; peer: number; scheme?: 'http' | 'https'; extra?: string[] }): string[] {
+  const client = `${o.scheme ?? 'http'}://127.0.0.1:${o.client}`;
+  const peer = `http://127.0.0.1:${o.peer}`;
+  return [
+    '--name', o.name, '--data-dir', o.dataDir,
+    '--listen-client-urls', client, '--advertise-client-urls', client,
+    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+    '--initial-cluster', `${o.name}=${peer}`,
+    ...(o.extra ?? []),
+    '--log-level', 'error', '--logger', 'zap',
+  ];
+}
+
 export async function startEtcd(): Promise<{ endpoint: string; proc: ChildProcess; dir: string; peer: number; client: number }> {
   try {
     execFileSync('etcd', ['--version'], { stdio: 'ignore' });
@@ -26,13 +43,7 @@ export async function startEtcd(): Promise<{ endpoint: string; proc: ChildProces
   const d = mkdtempSync(join(tmpdir(), 'uncloud-etcd-'));
   const client = await freePort();
   const peer = await freePort();
-  const proc = spawn('etcd', [
-    '--name', 'test', '--data-dir', d,
-    '--listen-client-urls', `http://127.0.0.1:${client}`, '--advertise-client-urls', `http://127.0.0.1:${client}`,
-    '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-    '--initial-cluster', `test=http://127.0.0.1:${peer}`,
-    '--log-level', 'error', '--logger', 'zap',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn('etcd', etcdArgs({ name: 'test', dataDir: d, client, peer }), { stdio: ['ignore', 'ignore', 'pipe'] });
   const endpoint = `127.0.0.1:${client}`;
   await waitForEtcd(endpoint, proc);
   return { endpoint, proc, dir: d, peer, client };

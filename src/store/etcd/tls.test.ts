@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../test/support/ports.js';
+import { etcdArgs } from '../../../test/support/etcd-global.js';
 import { BIN } from '../../../test/support/daemon.js';
 import { eventually } from '../../../test/support/store.js';
 import { openStore } from '../open.js';
@@ -40,12 +41,10 @@ beforeAll(async () => {
   const client = await freePort();
   const peer = await freePort();
   endpoint = `127.0.0.1:${client}`;
-  etcd = spawn('etcd', ['--name', 'tls', '--data-dir', p('data'),
-    '--listen-client-urls', `https://${endpoint}`, '--advertise-client-urls', `https://${endpoint}`,
-    '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-    '--initial-cluster', `tls=http://127.0.0.1:${peer}`,
-    '--cert-file', p('server.pem'), '--key-file', p('server.key'), '--client-cert-auth', '--trusted-ca-file', p('ca.pem'),
-    '--log-level', 'error', '--logger', 'zap'], { stdio: 'ignore' });
+  etcd = spawn('etcd', etcdArgs({
+    name: 'tls', dataDir: p('data'), client, peer, scheme: 'https',
+    extra: ['--cert-file', p('server.pem'), '--key-file', p('server.key'), '--client-cert-auth', '--trusted-ca-file', p('ca.pem')],
+  }), { stdio: 'ignore' });
   await eventually(async () => {
     const r = await exec('etcdctl', ['--endpoints', `https://${endpoint}`, '--cacert', p('ca.pem'), '--cert', p('client.pem'), '--key', p('client.key'), 'endpoint', 'health'], { env: { ...process.env, ETCDCTL_API: '3' } });
     return r.stdout.includes('is healthy') || r.stderr.includes('is healthy');
