@@ -190,13 +190,8 @@ export class StoreWriter {
       // Find out which compare failed, and either name it or retry with a fresh MAC.
       if (await this.kv.get(this.keys.vm(vm.network, vm.name))) throw exists(`VM "${vm.name}" already exists in network "${vm.network}"`);
       const macHolder = await this.kv.get(claims[0].key);
-      if (macHolder && givenMac) throw exists(`MAC ${vm.mac} is already used by VM ${macHolder.value}`);
-      if (!macHolder) {
-        for (const c of claims.slice(1)) {
-          const holder = await this.kv.get(c.key);
-          if (holder) throw exists(`address ${c.key.slice(this.keys.address('').length)} is already used by VM ${holder.value}`);
-        }
-      }
+      if (macHolder && givenMac) throw this.claimTaken(claims[0].key, macHolder);
+      if (!macHolder) await this.throwIfClaimed(claims.slice(1));
       // otherwise: the network changed, or a random MAC collided; go again
     }
     throw new StoreError('conflict', `could not create VM "${input.name}": the store kept changing; try again`);
@@ -231,10 +226,7 @@ export class StoreWriter {
         deletes: removed,
       });
       if (r.succeeded) return next;
-      for (const c of added) {
-        const holder = await this.kv.get(c.key);
-        if (holder) throw exists(`${c.key.includes('/macs/') ? 'MAC' : 'address'} ${c.key.split('/').pop()} is already used by VM ${holder.value}`);
-      }
+      await this.throwIfClaimed(added);
     }
     throw new StoreError('conflict', `VM "${name}" kept changing under us; try again`);
   }
@@ -251,6 +243,19 @@ export class StoreWriter {
       if (r.succeeded) return vm;
     }
     throw new StoreError('conflict', `VM "${name}" kept changing under us; try again`);
+  }
+
+  /** Names the first of these claims another VM holds, if any. */
+  private async throwIfClaimed(claims: { key: string }[]): Promise<void> {
+    for (const c of claims) {
+      const holder = await this.kv.get(c.key);
+      if (holder) throw this.claimTaken(c.key, holder);
+    }
+  }
+
+  private claimTaken(key: string, holder: KvEntry): StoreError {
+    const what = this.keys.parse(key)?.kind === 'mac' ? 'MAC' : 'address';
+    return exists(`${what} ${key.split('/').pop()} is already used by VM ${holder.value}`);
   }
 
   /**
