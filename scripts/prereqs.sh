@@ -23,6 +23,7 @@ NEEDS=(
   "rdisc6 ndisc6"
   "curl curl"
   "cloud-init cloud-init"
+  "knotd knot"
 )
 missing=()
 for pair in "${NEEDS[@]}"; do

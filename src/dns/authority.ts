@@ -28,6 +28,12 @@ export interface AuthAnswer {
 
 type Node = Map<number, Buffer[]>;
 
+/** One family's reverse zones of a network: all cut at the same depth (see reverseZones). */
+interface ReverseZones {
+  keyLength: number;
+  byKeyPrefix: Map<string, Zone>;
+}
+
 interface Zone {
   apex: string;
   kind: 'forward' | 'ip6' | 'ip4';
@@ -94,8 +100,8 @@ export class Authority {
   private metadataByNetwork = new Map<string, Node>();
   /** The reverse-zone keys each VM added, so a change can take exactly those out again. */
   private keysByVm = new Map<string, [Zone, string][]>();
-  /** Each network's reverse zones, by address family. */
-  private reverseByNetwork = new Map<string, { ip6?: Zone; ip4?: Zone }>();
+  /** Each network's reverse zones, by address family, found from an address key's first `keyLength` characters. */
+  private reverseByNetwork = new Map<string, Partial<Record<'ip6' | 'ip4', ReverseZones>>>();
   /**
    * The reverse keys are only needed to tell an empty non-terminal from a missing name, a rare
    * question: they are built on the first one (a cold start with 100,000 VMs pays nothing) and
@@ -211,10 +217,11 @@ export class Authority {
     const zones = this.reverseByNetwork.get(vm.vm.network);
     for (const a of [...vm.addresses6, ...vm.addresses4]) {
       const k = addressKey(a);
-      // Every VM address lies inside its network's prefix (the writer checks), so inside the
-      // reverse zone cut at or above that prefix.
-      const zone = k && zones?.[k.kind];
-      if (!k || !zone || !k.key.startsWith(zone.keyPrefix)) continue;
+      // Every VM address lies inside its network's prefix (the writer checks), so inside one of
+      // the reverse zones cut at or below that prefix.
+      const family = k && zones?.[k.kind];
+      const zone = family && family.byKeyPrefix.get(k.key.slice(0, family.keyLength));
+      if (!k || !zone) continue;
       if (sorted) zone.keys.splice(lowerBound(zone.keys, k.key), 0, k.key);
       else zone.keys.push(k.key);
       added.push([zone, k.key]);
@@ -240,6 +247,9 @@ export class Authority {
     const glue: Rr[] = [{ name: target, type: TYPE.AAAA, ttl: this.ttl, rdata: addressBytes(n.metadata6) }];
     if (n.metadata4) glue.push({ name: target, type: TYPE.A, ttl: this.ttl, rdata: addressBytes(n.metadata4) });
     for (const apex of [n.domain, ...view.reverseZones]) {
+      // Two networks whose zones collide (a store the writer's checks did not guard): the first
+      // keeps its zone rather than losing every record to the second.
+      if (this.zones.has(apex)) continue;
       const zone: Zone = {
         apex, network: n.name, fixed: new Map(), keys: [], keyPrefix: '', glue,
         kind: apex.endsWith('.ip6.arpa') ? 'ip6' : apex.endsWith('.in-addr.arpa') ? 'ip4' : 'forward',
@@ -252,17 +262,21 @@ export class Authority {
       if (zone.kind !== 'forward') {
         const labels = apex.split('.');
         zone.keyPrefix = reverseKey(labels.slice(0, labels.length - 2), zone.kind) ?? '';
-        this.reverseByNetwork.set(n.name, { ...this.reverseByNetwork.get(n.name), [zone.kind]: zone });
+        const families = this.reverseByNetwork.get(n.name) ?? {};
+        const family = (families[zone.kind] ??= { keyLength: zone.keyPrefix.length, byKeyPrefix: new Map() });
+        family.byKeyPrefix.set(zone.keyPrefix, zone);
+        this.reverseByNetwork.set(n.name, families);
       }
     }
     const fwd = this.zones.get(n.domain)!;
+    if (fwd.network !== n.name) return;
     addRecord(fwd, target, TYPE.AAAA, addressBytes(n.metadata6));
     if (n.metadata4) addRecord(fwd, target, TYPE.A, addressBytes(n.metadata4));
     this.metadataByNetwork.set(n.name, fwd.fixed.get(target)!);
     for (const a of [n.metadata6, ...(n.metadata4 ? [n.metadata4] : [])]) {
       const zone = this.reverseZoneOf(a);
       const k = addressKey(a);
-      if (!zone || !k) continue;
+      if (!zone || !k || zone.network !== n.name) continue;
       addRecord(zone, reverseName(parseAddress(a)!), TYPE.PTR, encodeName(target));
       zone.keys.push(k.key);
     }

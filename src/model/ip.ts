@@ -66,17 +66,30 @@ export function reverseName(addr: IPAddress): string {
 }
 
 /**
- * The reverse zone covering a prefix, cut at the nearest nibble (IPv6) or octet (IPv4)
- * boundary at or above the prefix length.
+ * The reverse zones that exactly cover a prefix: cut at the nibble (IPv6) or octet (IPv4)
+ * boundary at or *below* the prefix length, so a /20 is sixteen /24 zones and a /62 four /64
+ * zones. Rounding up instead would claim addresses outside the prefix (and the zone of a
+ * neighbouring network). At most 8 (IPv6) or 128 (IPv4) zones.
  */
-export function reverseZone(prefix: Prefix): string {
+export function reverseZones(prefix: Prefix): string[] {
+  const v6 = isIPv6(prefix.address);
+  const step = v6 ? 4 : 8;
+  const labels = Math.ceil(prefix.length / step);
+  const spare = labels * step - prefix.length;
   const full = reverseName(prefix.address).split('.');
-  if (isIPv6(prefix.address)) {
-    const nibbles = Math.floor(prefix.length / 4);
-    return full.slice(32 - nibbles).join('.');
-  }
-  const octets = Math.floor(prefix.length / 8);
-  return full.slice(4 - octets).join('.');
+  const total = v6 ? 32 : 4;
+  // The last label inside the zone cut is the only one that varies; the host bits are zero.
+  if (!labels) return [full.slice(total).join('.')];
+  const suffix = full.slice(total - labels + 1);
+  const base = parseInt(full[total - labels], v6 ? 16 : 10);
+  const out: string[] = [];
+  for (let i = 0; i < 1 << spare; i++) out.push([(base | i).toString(v6 ? 16 : 10), ...suffix].join('.'));
+  return out;
+}
+
+/** True when `a` equals `b` or one lies under the other (zone apexes, no trailing dots). */
+export function namesNest(a: string, b: string): boolean {
+  return a === b || a.endsWith(`.${b}`) || b.endsWith(`.${a}`);
 }
 
 /** Splits "ADDR:PORT" or "[V6]:PORT"; a bare address takes the default port. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { eui64Address, macFromEui64 } from './eui64.js';
 import { normalizeMac, randomLocalMac } from './mac.js';
-import { parseAddress, parsePrefix, reverseName, reverseZone, parseHostPort } from './ip.js';
+import { parseAddress, parsePrefix, reverseName, reverseZones, parseHostPort } from './ip.js';
 import { NetworkSchema, UserSchema, VmSchema, describeIssues } from './schema.js';
 import { checkSshKey } from './ssh.js';
 import { ED25519 } from '../../test/support/store.js';
@@ -45,8 +45,19 @@ describe('IP', () => {
     expect(parseAddress('10.1')).toBeUndefined();
     expect(reverseName(parseAddress('10.0.0.1')!)).toBe('1.0.0.10.in-addr.arpa');
     expect(reverseName(parseAddress('2001:db8::1')!)).toBe('1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa');
-    expect(reverseZone(parsePrefix('2001:db8:1::/64')!)).toBe('0.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa');
-    expect(reverseZone(parsePrefix('10.0.0.0/24')!)).toBe('0.0.10.in-addr.arpa');
+    expect(reverseZones(parsePrefix('2001:db8:1::/64')!)).toEqual(['0.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa']);
+    expect(reverseZones(parsePrefix('10.0.0.0/24')!)).toEqual(['0.0.10.in-addr.arpa']);
+  });
+  it('splits a prefix off a label boundary into the zones just below it, never above (RFC 2317 / RFC 3596 cuts)', () => {
+    const v4 = reverseZones(parsePrefix('10.1.16.0/20')!);
+    expect(v4).toHaveLength(16);
+    expect(v4[0]).toBe('16.1.10.in-addr.arpa');
+    expect(v4[15]).toBe('31.1.10.in-addr.arpa');
+    expect(reverseZones(parsePrefix('2001:db8:1:4::/62')!)).toEqual(['4.0.0.0', '5.0.0.0', '6.0.0.0', '7.0.0.0'].map((n) => `${n}.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa`));
+    expect(reverseZones(parsePrefix('192.0.2.128/25')!)).toHaveLength(128);
+    expect(reverseZones(parsePrefix('192.0.2.128/25')!)[127]).toBe('255.2.0.192.in-addr.arpa');
+    expect(reverseZones(parsePrefix('2001:db8::/29')!)).toEqual(['8', '9', 'a', 'b', 'c', 'd', 'e', 'f'].map((n) => `${n}.b.d.0.1.0.0.2.ip6.arpa`));
+    expect(reverseZones(parsePrefix('10.0.0.0/8')!)).toEqual(['10.in-addr.arpa']);
   });
   it('refuses prefixes with host bits and the wrong family', () => {
     expect(parsePrefix('2001:db8::1/64')).toBeUndefined();

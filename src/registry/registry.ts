@@ -10,7 +10,7 @@ import {
   HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, describeIssues,
   type Host, type Network, type User, type Vm, type VmState,
 } from '../model/schema.js';
-import { parseAddress, parsePrefix, prefixContains, reverseZone, type IPAddress, type Prefix } from '../model/ip.js';
+import { parseAddress, parsePrefix, prefixContains, reverseZones, type IPAddress, type Prefix } from '../model/ip.js';
 import { canonicalVm } from './canonical-vm.js';
 import { eui64AddressIn, eui64Prefix, type Eui64Prefix } from '../model/eui64.js';
 
@@ -219,7 +219,7 @@ export class Registry extends EventEmitter implements StateSink {
         const prefix4 = n.prefix4 ? parsePrefix(n.prefix4, 4) : undefined;
         const view: NetworkView = {
           network: n, prefix6, prefix4, slaac: eui64Prefix(prefix6),
-          reverseZones: [reverseZone(prefix6), ...(prefix4 ? [reverseZone(prefix4)] : [])],
+          reverseZones: [...reverseZones(prefix6), ...(prefix4 ? reverseZones(prefix4) : [])],
         };
         this.networksByName.set(n.name, view);
         this.networksByDomain.set(n.domain, view);

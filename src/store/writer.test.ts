@@ -28,6 +28,22 @@ describe('StoreWriter on etcd', () => {
     expect((await t.writer.listNetworks()).map((n) => n.name)).toEqual(['lab']);
   });
 
+  it('takes neighbouring networks whose prefixes share a reverse label, and refuses a zone that overlaps another network\'s in one line', async () => {
+    // Two IPv4 /20s under one /16: their reverse zones are sixteen /24s each, disjoint.
+    await t.writer.addNetwork({ name: 'na', prefix6: '2001:db8:a0::/64', prefix4: '10.9.0.0/20', domain: 'na.example', metadata6: '2001:db8:a0::1' });
+    await t.writer.addNetwork({ name: 'nb', prefix6: '2001:db8:b0::/64', prefix4: '10.9.16.0/20', domain: 'nb.example', metadata6: '2001:db8:b0::1' });
+    // A search domain that is one of those reverse zones, or above it, would answer for na's PTRs.
+    for (const domain of ['3.9.10.in-addr.arpa', '9.10.in-addr.arpa', '0.a.0.0.8.b.d.0.1.0.0.2.ip6.arpa']) {
+      const err = await t.writer.addNetwork({ name: 'nc', prefix6: '2001:db8:c0::/64', domain, metadata6: '2001:db8:c0::1' }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(StoreError);
+      expect((err as StoreError).message).toMatch(/^domain \S+ of network "nc" overlaps reverse zone \S+ of network "na"$/);
+    }
+    const own = await t.writer.addNetwork({ name: 'nd', prefix6: '2001:db8:d0::/64', domain: '0.d.0.0.8.b.d.0.1.0.0.2.ip6.arpa', metadata6: '2001:db8:d0::1' }).catch((e: Error) => e);
+    expect((own as StoreError).code).toBe('invalid');
+    expect((own as StoreError).message).toMatch(/^reverse zone \S+ of network "nd" overlaps zone 0\.d\.0\.0\.8\.b\.d\.0\.1\.0\.0\.2\.ip6\.arpa$/);
+    for (const n of ['na', 'nb']) await t.writer.removeNetwork(n);
+  });
+
   it('manages user keys with names', async () => {
     await t.writer.addUserKey('alice', 'laptop', ED25519);
     expect(await code(t.writer.addUserKey('alice', 'laptop', ED25519))).toBe('exists');

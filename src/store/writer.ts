@@ -12,7 +12,7 @@ import {
   HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, describeIssues,
   type Host, type Network, type User, type Vm, type VmState,
 } from '../model/schema.js';
-import { parseAddress, parsePrefix, prefixContains } from '../model/ip.js';
+import { namesNest, parseAddress, parsePrefix, prefixContains, reverseZones } from '../model/ip.js';
 import { randomLocalMac } from '../model/mac.js';
 import { eui64Address } from '../model/eui64.js';
 
@@ -56,7 +56,11 @@ export class StoreWriter {
       if (o.domain === network.domain) throw exists(`domain "${network.domain}" is already served by network "${o.name}"`);
       if (overlaps(o.prefix6, network.prefix6)) throw exists(`prefix ${network.prefix6} overlaps network "${o.name}" (${o.prefix6})`);
       if (o.prefix4 && network.prefix4 && overlaps(o.prefix4, network.prefix4)) throw exists(`prefix ${network.prefix4} overlaps network "${o.name}" (${o.prefix4})`);
+      const clash = zoneClash(network, o);
+      if (clash) throw exists(clash);
     }
+    const own = zoneClash(network, network);
+    if (own) throw invalid(own);
     checkInside(network.metadata6, network.prefix6, 'metadata6');
     if (network.metadata4) {
       if (!network.prefix4) throw invalid('metadata4 needs prefix4');
@@ -288,6 +292,23 @@ function checkInside(address: string, prefix: string, what: string): void {
   const p = parsePrefix(prefix)!;
   const a = parseAddress(address);
   if (!a || !prefixContains(p, a)) throw invalid(`${what} ${address} is not inside ${prefix}`);
+}
+
+/**
+ * Where the DNS zones of network `n` would overlap those of `o` (or, with `o === n`, its domain
+ * its own reverse zones): one zone answering for both would hide one network's names.
+ */
+function zoneClash(n: Network, o: Network): string | undefined {
+  const reverse = (x: Network) => [...reverseZones(parsePrefix(x.prefix6)!), ...(x.prefix4 ? reverseZones(parsePrefix(x.prefix4)!) : [])];
+  const mine = reverse(n);
+  const theirs = reverse(o);
+  const other = o === n ? '' : ` of network "${o.name}"`;
+  for (const z of mine) {
+    const hit = (o === n ? [] : theirs).find((t) => namesNest(z, t)) ?? (namesNest(z, o.domain) ? o.domain : undefined);
+    if (hit) return `reverse zone ${z} of network "${n.name}" overlaps zone ${hit}${other}`;
+  }
+  const hit = theirs.find((t) => namesNest(n.domain, t));
+  return hit ? `domain ${n.domain} of network "${n.name}" overlaps reverse zone ${hit}${other}` : undefined;
 }
 
 function overlaps(a: string, b: string): boolean {
