@@ -2,21 +2,21 @@
 // and makes the host match: bridge, tap, nftables, qemu. Reconciliation runs on every registry
 // change, one pass at a time, and is idempotent, so the agent is safe to restart at any moment:
 // running VMs are adopted by pidfile, never duplicated. A slow sweep only notices dead qemus.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { OpenedStore } from '../store/open.js';
 import { Registry, type VmView } from '../registry/registry.js';
 import { parsePrefix } from '../model/ip.js';
 import { eui64Address } from '../model/eui64.js';
-import { VmStateSchema, type VmState } from '../model/schema.js';
 import { bridgeName, tapName, vmDir } from './names.js';
 import { Links } from './links.js';
 import { applyRuleset, renderRuleset, type TapPolicy } from './nft.js';
-import {
-  isOurQemu, launchQemu, probeAccel, readPid, readSpec, specText, stopQemu, type Accel, type QemuSpec,
-} from './qemu.js';
+import { probeAccel, type Accel, type QemuSpec } from './qemu.js';
 import { Heartbeat } from './heartbeat.js';
+import type { Managed } from './managed.js';
+import { VmStateWriter } from './state-writer.js';
+import { VmLifecycle } from './lifecycle.js';
+import { Retirer } from './retire.js';
 import { Counter, Gauge } from 'prom-client';
 
 export interface AgentOptions {
@@ -48,39 +48,12 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
-interface Managed {
-  key: string;
-  network: string;
-  name: string;
-  dir: string;
-  tap: string;
-  pid?: number;
-  state: VmState['state'];
-  since: string;
-  restarts: number;
-  lastError?: string;
-  /** Consecutive failures, for the backoff. */
-  failures: number;
-  notBefore: number;
-  startedAt: number;
-}
-
-const MAX_BACKOFF_MS = 60_000;
-
 function packageVersion(): string {
   try {
     return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
   } catch {
     return 'unknown';
   }
-}
-
-/** Keeps a removed VM's console log for a post-mortem, out of the way of the reconcile loop. */
-function retireDir(stateDir: string, dir: string, network: string, name: string): void {
-  if (!existsSync(dir)) return;
-  const graveyard = join(stateDir, '.retired');
-  mkdirSync(graveyard, { recursive: true });
-  renameSync(dir, join(graveyard, `${network}-${name}-${new Date().toISOString().replace(/[:.]/g, '')}`));
 }
 
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
@@ -102,12 +75,14 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   };
 }
 
+/** The reconcile loop: one pass at a time, re-run when the registry changed meanwhile. */
 class HostAgent {
   private readonly links: Links;
   private readonly heartbeat: Heartbeat;
+  private readonly states: VmStateWriter;
+  private readonly lifecycle: VmLifecycle;
+  private readonly retirer: Retirer;
   private readonly managed = new Map<string, Managed>();
-  private readonly stopping = new Map<string, Promise<void>>();
-  private readonly written = new Map<string, string>();
   private appliedRules?: string;
   private running?: Promise<void>;
   private again = false;
@@ -117,7 +92,7 @@ class HostAgent {
 
   private readonly actions?: Counter<'action'>;
 
-  constructor(private readonly opts: AgentOptions, private readonly registry: Registry, private readonly qemu: string, private readonly accel: Accel) {
+  constructor(private readonly opts: AgentOptions, private readonly registry: Registry, qemu: string, accel: Accel) {
     if (opts.metrics) {
       this.actions = new Counter({ name: 'uncloud_metadata_agent_actions_total', help: 'reconcile actions by kind', labelNames: ['action'], registers: [opts.metrics] });
       const managed = this.managed;
@@ -127,6 +102,16 @@ class HostAgent {
     this.heartbeat = new Heartbeat({
       kv: opts.store.kv, keys: opts.store.keys, host: opts.host, version: packageVersion(),
       ttlSeconds: opts.heartbeatTtlSeconds, log: opts.log,
+    });
+    const stopTimeoutMs = opts.stopTimeoutMs ?? 30_000;
+    this.states = new VmStateWriter(opts.store, opts.host, opts.log);
+    this.lifecycle = new VmLifecycle({
+      host: opts.host, qemu, accel, registry, states: this.states, log: opts.log, stopTimeoutMs,
+      backoffMs: opts.backoffMs ?? 1000, actions: this.actions, wakeAt: (at) => this.wakeAt(at),
+    });
+    this.retirer = new Retirer({
+      stateDir: opts.stateDir, links: this.links, states: this.states, log: opts.log, stopTimeoutMs,
+      actions: this.actions, done: () => this.schedule(),
     });
   }
 
@@ -143,7 +128,7 @@ class HostAgent {
     clearInterval(this.sweepTimer);
     clearTimeout(this.wakeTimer);
     await this.running;
-    await Promise.all(this.stopping.values());
+    await this.retirer.settle();
     await this.heartbeat.stop();
   }
 
@@ -182,7 +167,8 @@ class HostAgent {
     for (const v of this.registry.allVms()) if (v.vm.host === this.opts.host) desired.set(v.key, v);
 
     // 1. Retire what is no longer ours: isolate at once (tap down), power down in the background.
-    await this.retire(desired);
+    const retired = await this.retirer.retire(new Set(desired.keys()), this.managed);
+    for (const key of retired) this.managed.delete(key);
 
     // 2. Links for every desired VM.
     const ready: VmView[] = [];
@@ -196,7 +182,7 @@ class HostAgent {
         await this.links.ensureTap(m.tap, bridgeName(v.network), v.key);
         ready.push(v);
       } catch (err) {
-        await this.fail(m, `network setup: ${(err as Error).message}`);
+        await this.lifecycle.fail(m, `network setup: ${(err as Error).message}`);
       }
     }
 
@@ -209,13 +195,17 @@ class HostAgent {
         this.opts.log.info({ vms: ready.length }, 'nftables rules applied');
         this.actions?.inc({ action: 'rules_applied' });
       } catch (err) {
-        for (const v of ready) await this.fail(this.managed.get(v.key)!, `nftables: ${(err as Error).message}`);
+        for (const v of ready) await this.lifecycle.fail(this.managed.get(v.key)!, `nftables: ${(err as Error).message}`);
         return;
       }
     }
 
     // 4. qemu.
-    for (const v of ready) await this.ensureRunning(v, this.managed.get(v.key)!);
+    for (const v of ready) {
+      const m = this.managed.get(v.key)!;
+      if (this.retirer.isStopping(m.key)) continue; // re-added while stopping: started when the stop is done
+      await this.lifecycle.ensureRunning(m, this.spec(v, m));
+    }
     await this.heartbeat.setVmCount([...this.managed.values()].filter((m) => m.state === 'running').length);
   }
 
@@ -260,159 +250,19 @@ class HostAgent {
     };
   }
 
-  private async ensureRunning(v: VmView, m: Managed): Promise<void> {
-    if (this.stopping.has(m.key)) return; // re-added while stopping: started when the stop is done
-    const spec = this.spec(v, m);
-    const pid = m.pid ?? readPid(m.dir);
-    if (pid && isOurQemu(pid, m.key)) {
-      if (readSpec(m.dir) === specText(spec)) {
-        if (m.pid !== pid) {
-          // Adopted after an agent restart: keep the recorded `since` when it is this very process.
-          const prev = this.registry.vmState(m.key);
-          m.pid = pid;
-          m.since = prev?.pid === pid && prev.host === this.opts.host ? prev.since : new Date().toISOString();
-          m.startedAt = Date.now();
-          this.opts.log.info({ vm: m.key, pid }, 'adopted running VM');
-          this.actions?.inc({ action: 'adopted' });
-        }
-        m.state = 'running';
-        await this.writeState(m);
-        return;
-      }
-      this.opts.log.info({ vm: m.key, pid }, 'VM configuration changed; restarting it');
-      this.actions?.inc({ action: 'reconfigured' });
-      await stopQemu(m.dir, m.key, this.opts.stopTimeoutMs ?? 30_000);
-      m.pid = undefined;
-    }
-    if (Date.now() < m.notBefore) {
-      this.wakeAt(m.notBefore);
-      return;
-    }
-    m.state = 'starting';
-    try {
-      m.pid = await launchQemu(this.qemu, spec, this.accel);
-      m.state = 'running';
-      m.since = new Date().toISOString();
-      m.startedAt = Date.now();
-      this.opts.log.info({ vm: m.key, pid: m.pid, tap: m.tap, accel: this.accel }, 'VM started');
-      this.actions?.inc({ action: 'started' });
-      await this.writeState(m);
-    } catch (err) {
-      await this.fail(m, `qemu: ${(err as Error).message}`);
-    }
-  }
-
-  private async fail(m: Managed, error: string): Promise<void> {
-    m.failures++;
-    m.state = 'failed';
-    m.pid = undefined;
-    m.lastError = error;
-    m.since = new Date().toISOString();
-    m.notBefore = Date.now() + Math.min((this.opts.backoffMs ?? 1000) * 2 ** (m.failures - 1), MAX_BACKOFF_MS);
-    this.opts.log.warn({ vm: m.key, error, retryInMs: m.notBefore - Date.now() }, 'VM failed');
-    this.actions?.inc({ action: 'failed' });
-    this.wakeAt(m.notBefore);
-    await this.writeState(m);
-  }
-
-  /** VMs this host runs but should not: removed, moved to another host, or left from before. */
-  private async retire(desired: Map<string, VmView>): Promise<void> {
-    const doomed = new Map<string, { dir: string; tap: string; network: string; name: string }>();
-    for (const m of this.managed.values()) if (!desired.has(m.key)) doomed.set(m.key, m);
-    for (const [tap, key] of await this.links.agentTaps().catch(() => new Map<string, string>())) {
-      const [network, name] = key.split('/');
-      if (!desired.has(key) && network && name && !doomed.has(key)) doomed.set(key, { dir: vmDir(this.opts.stateDir, network, name), tap, network, name });
-    }
-    for (const found of this.vmDirsOnDisk()) {
-      if (!desired.has(found.key) && !doomed.has(found.key)) doomed.set(found.key, { ...found, tap: tapName(found.network, found.name) });
-    }
-    for (const [key, d] of doomed) {
-      if (this.stopping.has(key)) continue;
-      this.managed.delete(key);
-      await this.links.setDown(d.tap).catch(() => undefined);
-      const stop = (async () => {
-        try {
-          const how = await stopQemu(d.dir, key, this.opts.stopTimeoutMs ?? 30_000);
-          await this.links.removeTap(d.tap);
-          await this.clearState(d.network, d.name);
-          retireDir(this.opts.stateDir, d.dir, d.network, d.name);
-          this.opts.log.info({ vm: key, how }, 'VM stopped and removed from this host');
-          this.actions?.inc({ action: 'removed' });
-        } catch (err) {
-          this.opts.log.error({ vm: key, err: (err as Error).message }, 'could not retire VM');
-        } finally {
-          this.stopping.delete(key);
-          this.schedule();
-        }
-      })();
-      this.stopping.set(key, stop);
-    }
-  }
-
-  private vmDirsOnDisk(): { key: string; dir: string; network: string; name: string }[] {
-    const found: { key: string; dir: string; network: string; name: string }[] = [];
-    try {
-      for (const network of readdirSync(this.opts.stateDir)) {
-        if (network.startsWith('.')) continue; // .retired
-        for (const name of readdirSync(join(this.opts.stateDir, network))) {
-          found.push({ key: `${network}/${name}`, dir: vmDir(this.opts.stateDir, network, name), network, name });
-        }
-      }
-    } catch { /* no state yet */ }
-    return found;
-  }
-
   // ---- the slow sweep: dead qemus, unwritten state ----
 
   private sweep(): void {
     if (this.stopped) return;
     let dead = false;
     for (const m of this.managed.values()) {
-      if (m.state === 'running' && m.pid && !isOurQemu(m.pid, m.key)) {
-        // A VM that ran a while before dying starts its backoff over.
-        if (Date.now() - m.startedAt > 60_000) m.failures = 0;
-        m.restarts++;
+      if (this.lifecycle.diedUnseen(m)) {
         dead = true;
-        void this.fail(m, 'qemu exited');
-      } else if (this.written.get(m.key) !== this.stateText(m)) {
-        void this.writeState(m);
+        void this.lifecycle.fail(m, 'qemu exited');
+      } else if (!this.states.upToDate(m)) {
+        void this.states.write(m);
       }
     }
     if (dead) this.schedule();
-  }
-
-  // ---- state back to the store ----
-
-  private stateText(m: Managed): string {
-    const s: VmState = VmStateSchema.parse({
-      v: 1, host: this.opts.host, state: m.state, pid: m.state === 'running' ? m.pid : undefined,
-      since: m.since, restarts: m.restarts, lastError: m.lastError,
-    });
-    return JSON.stringify(s);
-  }
-
-  private async writeState(m: Managed): Promise<void> {
-    const text = this.stateText(m);
-    if (this.written.get(m.key) === text) return;
-    const { kv, keys } = this.opts.store;
-    try {
-      await kv.txn({ compares: [], puts: [{ key: keys.vmState(m.network, m.name), value: text }], deletes: [] });
-      this.written.set(m.key, text);
-    } catch (err) {
-      this.opts.log.warn({ vm: m.key, err: (err as Error).message }, 'VM state not written; the sweep retries');
-    }
-  }
-
-  /** Deletes the VM's state only while it still says this host (the VM may run elsewhere now). */
-  private async clearState(network: string, name: string): Promise<void> {
-    const { kv, keys } = this.opts.store;
-    const key = keys.vmState(network, name);
-    this.written.delete(`${network}/${name}`);
-    const entry = await kv.get(key);
-    if (!entry) return;
-    try {
-      if ((JSON.parse(entry.value) as { host?: string }).host !== this.opts.host) return;
-    } catch { /* unreadable: ours to clean */ }
-    await kv.txn({ compares: [{ key, modRevision: entry.modRevision }], puts: [], deletes: [key] });
   }
 }
