@@ -24,6 +24,7 @@ NEEDS=(
   "curl curl"
   "cloud-init cloud-init"
   "knotd knot"
+  "../lib/python3/dist-packages/botocore python3-botocore"  # no command: the -x test below finds its directory
 )
 missing=()
 for pair in "${NEEDS[@]}"; do

@@ -84,7 +84,8 @@ print(json.dumps(text({'md': md, 'ud': ud, 'id': idd})))
 `, [base]) as Record<string, any>;
     expect(out.md['instance-id']).toMatch(/^i-[0-9a-f]{17}$/);
     expect(out.md['public-keys']).toEqual({ work: ED25519 });
-    expect(out.md.placement['availability-zone']).toBe('cli');
+    expect(out.md.placement['availability-zone']).toBe('clia');
+    expect(out.md.placement.region).toBe('cli');
     expect(out.md.network.interfaces.macs['52:54:00:bb:00:01'].ipv6s).toEqual(['::5054:ff:febb:1', '::1']);
     expect(out.md.tags.instance).toEqual({ tier: 'gold' });
     expect(out.ud).toBe('#cloud-config\nruncmd: [echo hi]\n');
@@ -115,7 +116,7 @@ print(json.dumps(text(r)))
 `, [base]) as Record<string, any>;
     expect(out.success).toBe(true);
     expect(out['meta-data']['local-hostname']).toBe('app.cli.test');
-    expect(out['meta-data']['availability-zone']).toBe('cli');
+    expect(out['meta-data']['availability-zone']).toBe('clia');
     expect(out['meta-data']['public-keys-data']).toEqual([`bob:${ED25519}`]);
     expect(out['user-data']).toBe('#cloud-config\nruncmd: [echo hi]\n');
   });

@@ -115,7 +115,8 @@ describe('flavours over curl', () => {
     expect((await curl(`${base6}/latest/user-data`)).body).toBe('#cloud-config\nhostname: web\n');
     const doc = JSON.parse((await curl(`${base6}/latest/dynamic/instance-identity/document`)).body);
     expect(doc.instanceId).toMatch(/^i-[0-9a-f]{17}$/);
-    expect(doc.region).toBe('uncloud');
+    expect(doc.region).toBe('loop');
+    expect(doc.availabilityZone).toBe('loopa');
     expect((await curl(`${base6}/latest/meta-data/nope`)).status).toBe(404);
   });
 
@@ -140,7 +141,7 @@ describe('flavours over curl', () => {
     const keys = await curl(`${base6}/computeMetadata/v1/instance/attributes/ssh-keys`, { headers: g });
     expect(keys.body).toBe(`alice:${ED25519}\nalice:${VM_KEY}`);
     const rec = JSON.parse((await curl(`${base6}/computeMetadata/v1/instance/?recursive=true`, { headers: g })).body);
-    expect(rec).toMatchObject({ name: 'web', hostname: 'web.loop.test', zone: 'projects/0/zones/loop', attributes: { role: 'frontend', 'user-data': '#cloud-config\nhostname: web\n' } });
+    expect(rec).toMatchObject({ name: 'web', hostname: 'web.loop.test', zone: 'projects/0/zones/loopa', attributes: { role: 'frontend', 'user-data': '#cloud-config\nhostname: web\n' } });
     expect(rec.networkInterfaces[0].mac).toBe('52:54:00:aa:00:01');
     expect((await curl(`${base6}/computeMetadata/v1/instance/name?alt=json`, { headers: g })).body).toBe('"web"');
     const text = await curl(`${base6}/computeMetadata/v1/instance/network-interfaces/?recursive=true&alt=text`, { headers: g });

@@ -5,6 +5,7 @@ import { isDnsLabel, normalizeDomain } from './names.js';
 import { normalizeAddress, parseAddress, parseHostPort, parsePrefix } from './ip.js';
 import { normalizeMac } from './mac.js';
 import { checkSshKey } from './ssh.js';
+import { placementProblem } from './placement.js';
 
 const label = z.string().refine(isDnsLabel, 'must be a DNS label (a-z, 0-9, inner hyphens, at most 63)');
 const domain = z.string().transform((s, ctx) => {
@@ -50,7 +51,12 @@ export const NetworkSchema = z.object({
   metadata4: address(4).optional(),
   upstreams: z.array(hostPort).default([]),
   bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a Linux interface name (at most 15 characters)').optional(),
+  /** Placement served to every VM of the network; defaults in placement.ts (placementOf). */
+  region: z.string().optional(),
+  zone: z.string().optional(),
 }).strict().superRefine((n, ctx) => {
+  const placement = placementProblem(n.region, n.zone);
+  if (placement) ctx.addIssue({ code: 'custom', path: [placement.field], message: placement.message });
   const p6 = parsePrefix(n.prefix6, 6);
   if (p6 && p6.length > 64) ctx.addIssue({ code: 'custom', path: ['prefix6'], message: 'must be /64 or shorter (SLAAC needs 64 bits of interface id)' });
 });

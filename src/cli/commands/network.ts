@@ -4,14 +4,18 @@ import { collect, withStore } from '../options.js';
 import { withWriter, type StoreFlags } from '../store.js';
 import { printJson, printTable } from '../print.js';
 import type { Network } from '../../model/schema.js';
+import { placementOf } from '../../model/placement.js';
 
 type Flags = StoreFlags & { json?: boolean };
 
 function show(n: Network): void {
+  const p = placementOf(n);
   printTable(['FIELD', 'VALUE'], [
     ['name', n.name], ['prefix6', n.prefix6], ['prefix4', n.prefix4], ['domain', n.domain],
     ['metadata6', n.metadata6], ['metadata4', n.metadata4], ['upstreams', n.upstreams.join(' ')],
     ['bridge', n.bridge ?? `br-${n.name}`],
+    ['region', n.region !== undefined || n.zone !== undefined ? p.region : `${p.region} (default)`],
+    ['zone', n.zone !== undefined ? p.zone : `${p.zone} (default)`],
   ]);
 }
 
@@ -26,12 +30,14 @@ export function networkCommand(): Command {
     .option('--metadata4 <addr>', "the appliance's IPv4 address inside prefix4")
     .option('--upstream <addr:port>', 'upstream resolver (repeatable)', collect)
     .option('--bridge <name>', 'host bridge the agent uses (default br-NAME)')
+    .option('--region <region>', 'region served to its VMs (default: the zone minus its last letter, else the network name)')
+    .option('--zone <zone>', 'availability zone: the region plus one letter (default: the region plus "a")')
     .option('--json', 'print the record as JSON'))
-    .action((name: string, o: Flags & { prefix6: string; prefix4?: string; domain: string; metadata6: string; metadata4?: string; upstream?: string[]; bridge?: string }) =>
+    .action((name: string, o: Flags & { prefix6: string; prefix4?: string; domain: string; metadata6: string; metadata4?: string; upstream?: string[]; bridge?: string; region?: string; zone?: string }) =>
       withWriter(o, async (writer) => {
         const n = await writer.addNetwork({
           name, prefix6: o.prefix6, prefix4: o.prefix4, domain: o.domain, metadata6: o.metadata6,
-          metadata4: o.metadata4, upstreams: o.upstream ?? [], bridge: o.bridge,
+          metadata4: o.metadata4, upstreams: o.upstream ?? [], bridge: o.bridge, region: o.region, zone: o.zone,
         });
         if (o.json) printJson(n);
         else process.stdout.write(`network ${n.name} added: ${n.prefix6} ${n.domain}, metadata at ${n.metadata6}\n`);

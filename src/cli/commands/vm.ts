@@ -47,7 +47,8 @@ function vmOptions(cmd: Command): Command {
     .option('--vendor-data <file>', 'vendor-data file')
     .option('--ssh-key <key>', 'VM-specific SSH key (repeatable; on set: replaces the list)', collect)
     .option('--meta <k=v>', 'metadata KEY=VALUE (repeatable; on set: KEY= removes KEY)', metaPair)
-    .option('--require-token', 'EC2: require IMDSv2 session tokens')
+    .option('--require-token', 'every flavour: refuse requests without an IMDSv2 token or Metadata-Flavor: Google')
+    .option('--no-require-token', 'serve requests without a token (the default)')
     .option('--json', 'print the record as JSON');
 }
 
@@ -73,6 +74,17 @@ function mergeMeta(current: Record<string, string>, pairs: [string, string][], r
   return meta;
 }
 
+/**
+ * Said after a write that leaves a VM requiring tokens: stock cloud-init's Ec2 datasource asks for
+ * an IMDSv2 token only when DMI says AWS, so it gets 401s here and finds no datasource.
+ */
+const TOKEN_WARNING = "warning: --require-token: cloud-init's Ec2 datasource sends no IMDSv2 token off AWS and gets 401; "
+  + 'such a VM must read its OpenStack or NoCloud metadata with an X-aws-ec2-metadata-token header (or GCE with Metadata-Flavor: Google)\n';
+
+function warnIfToken(o: VmFlags): void {
+  if (o.requireToken === true) process.stderr.write(TOKEN_WARNING);
+}
+
 function derived(vm: Vm, prefix6: string): string {
   return eui64Address(parsePrefix(prefix6, 6)!, vm.mac);
 }
@@ -85,6 +97,7 @@ export function vmCommand(): Command {
       const patch = patchFrom(o); // reads files before touching the store
       return withWriter(o, async (writer) => {
         const vm = await writer.addVm({ ...patch, name, network: o.network!, mac: o.mac });
+        warnIfToken(o);
         if (o.json) return printJson(vm);
         const { network } = await writer.getNetwork(vm.network);
         process.stdout.write(`vm ${vm.name} added: ${vm.id} mac ${vm.mac} address ${derived(vm, network.prefix6)}\n`);
@@ -97,6 +110,7 @@ export function vmCommand(): Command {
       return withWriter(o, async (writer) => {
         // Meta merges with what is stored at the moment of the write (inside the CAS loop).
         const vm = await writer.setVm(name, o.network, (current) => (o.meta ? { ...patch, meta: mergeMeta(current.meta, o.meta, true) } : patch));
+        warnIfToken(o);
         if (o.json) printJson(vm);
         else process.stdout.write(`vm ${vm.name} updated\n`);
       });

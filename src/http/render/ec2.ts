@@ -4,15 +4,16 @@ import type { VmView } from '../../registry/registry.js';
 import { FlatTree } from './tree.js';
 import { JSON_TYPE, type Rendered } from './rendered.js';
 import { ec2InstanceId, instanceType, namedKeys } from './identity.js';
+import { placementOf } from '../../model/placement.js';
 
 export const EC2_VERSIONS = ['1.0', '2009-04-04', '2016-09-02', '2018-09-24', '2021-03-23', 'latest'];
-export const EC2_REGION = 'uncloud';
 
 /** Paths relative to a version ("meta-data/instance-id"); "" is the version's own listing. */
 export function renderEc2(view: VmView): Map<string, Rendered> {
   const { vm } = view;
   const id = ec2InstanceId(view);
   const keys = namedKeys(view);
+  const placement = placementOf(view.network);
   const t = new FlatTree();
   const md = (p: string, v: string) => t.leaf(`meta-data/${p}`, v);
   md('ami-id', 'ami-00000000');
@@ -24,8 +25,8 @@ export function renderEc2(view: VmView): Map<string, Rendered> {
   if (view.addresses4.length) md('local-ipv4', view.addresses4[0]);
   md('ipv6', view.addresses6[0]);
   md('mac', vm.mac);
-  md('placement/availability-zone', vm.network);
-  md('placement/region', EC2_REGION);
+  md('placement/availability-zone', placement.zone);
+  md('placement/region', placement.region);
   if (keys.length) {
     keys.forEach((k, i) => md(`public-keys/${i}/openssh-key`, k.key));
     t.listing('meta-data/public-keys', keys.map((k, i) => `${i}=${k.name}`).join('\n'));
@@ -45,7 +46,7 @@ export function renderEc2(view: VmView): Map<string, Rendered> {
   t.leaf('dynamic/instance-identity/document', `${JSON.stringify({
     accountId: vm.owner ?? '000000000000',
     architecture: 'x86_64',
-    availabilityZone: vm.network,
+    availabilityZone: placement.zone,
     billingProducts: null,
     devpayProductCodes: null,
     marketplaceProductCodes: null,
@@ -56,7 +57,7 @@ export function renderEc2(view: VmView): Map<string, Rendered> {
     ramdiskId: null,
     pendingTime: vm.createdAt,
     privateIp: view.addresses4[0] ?? null,
-    region: EC2_REGION,
+    region: placement.region,
     version: '2017-09-30',
   }, null, 2)}\n`, JSON_TYPE);
   return t.build();

@@ -4,6 +4,7 @@
 import type { VmView } from '../../registry/registry.js';
 import { JSON_TYPE, rendered, type Rendered } from './rendered.js';
 import { gceInstanceId, instanceType, namedKeys } from './identity.js';
+import { placementOf } from '../../model/placement.js';
 
 type Leaf = string | number | string[];
 export class GDir {
@@ -51,7 +52,8 @@ export function gceTree(view: VmView): GDir {
       name: vm.name,
       'network-interfaces': new GDir(new Map([['0', nic]]), true),
       tags: [],
-      zone: `projects/${project}/zones/${vm.network}`,
+      // As GCE: the numeric project id, then the zone (clients take the last segment).
+      zone: `projects/${project}/zones/${placementOf(view.network).zone}`,
     }),
     project: dir({
       attributes: dir({}, true),

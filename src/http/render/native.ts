@@ -2,6 +2,7 @@
 // (usable as sshd's AuthorizedKeysCommand, so key changes apply without touching the guest).
 import type { VmView } from '../../registry/registry.js';
 import { JSON_TYPE, TEXT, rendered, type Rendered } from './rendered.js';
+import { placementOf } from '../../model/placement.js';
 
 export function renderNative(view: VmView): Map<string, Rendered> {
   const { vm } = view;
@@ -17,6 +18,7 @@ export function renderNative(view: VmView): Map<string, Rendered> {
     sshKeys: view.authorizedKeys,
     meta: vm.meta,
     metadata: { ipv6: view.network.metadata6, ipv4: view.network.metadata4 ?? null },
+    placement: placementOf(view.network),
   };
   const keys = view.authorizedKeys.length ? `${view.authorizedKeys.join('\n')}\n` : '';
   return new Map([

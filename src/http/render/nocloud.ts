@@ -5,6 +5,7 @@ import type { VmView } from '../../registry/registry.js';
 import { parsePrefix } from '../../model/ip.js';
 import { FlatTree } from './tree.js';
 import type { Rendered } from './rendered.js';
+import { placementOf } from '../../model/placement.js';
 
 const YAML_TYPE = 'text/yaml; charset=utf-8';
 
@@ -15,6 +16,8 @@ export function renderNoCloud(view: VmView): Map<string, Rendered> {
     'local-hostname': view.fqdn,
     hostname: view.fqdn,
     'public-keys': view.authorizedKeys,
+    // cloud-init's DataSource.availability_zone reads this key.
+    'availability-zone': placementOf(network).zone,
   };
   const p6 = parsePrefix(network.prefix6, 6)!;
   const p4 = network.prefix4 ? parsePrefix(network.prefix4, 4) : undefined;

@@ -5,6 +5,7 @@ import { parsePrefix } from '../../model/ip.js';
 import { FlatTree } from './tree.js';
 import { JSON_TYPE, type Rendered } from './rendered.js';
 import { namedKeys } from './identity.js';
+import { placementOf } from '../../model/placement.js';
 
 /** The versions cloud-init knows (sources/helpers/openstack.py), oldest first. */
 export const OPENSTACK_VERSIONS = ['2012-08-10', '2013-04-04', '2013-10-17', '2015-10-15', '2016-06-30', '2016-10-06', '2017-02-22', '2018-08-27'];
@@ -21,7 +22,7 @@ export function renderOpenStack(view: VmView): Map<string, Rendered> {
     public_keys: Object.fromEntries(keys.map((k) => [k.name, k.key])),
     keys: keys.map((k) => ({ name: k.name, type: 'ssh', data: k.key })),
     meta: vm.meta,
-    availability_zone: vm.network,
+    availability_zone: placementOf(view.network).zone,
     project_id: vm.owner ?? '',
     launch_index: 0,
     devices: [],
