@@ -21,6 +21,7 @@ export const ENVIRONMENT: Record<string, { path: string[]; kind: 'string' | 'lis
   UNCLOUD_METADATA_HTTP: { path: ['serve', 'http'], kind: 'list' },
   UNCLOUD_METADATA_ADMIN: { path: ['serve', 'admin'], kind: 'list' },
   UNCLOUD_METADATA_UPSTREAMS: { path: ['serve', 'upstreams'], kind: 'list' },
+  UNCLOUD_METADATA_TRUST_UPSTREAM_AD: { path: ['serve', 'trustUpstreamAd'], kind: 'boolean' },
   UNCLOUD_METADATA_TTL: { path: ['serve', 'ttl'], kind: 'number' },
   UNCLOUD_METADATA_BARE_METADATA: { path: ['serve', 'bareMetadata'], kind: 'boolean' },
   UNCLOUD_METADATA_RECURSION_ACL: { path: ['serve', 'recursionAcl'], kind: 'list' },

@@ -20,6 +20,11 @@ export const ConfigSchema = z.object({
     http: z.array(hostPort(80)).default([]),
     admin: z.array(hostPort(9153)).default(['[::1]:9153']),
     upstreams: z.array(hostPort(53)).default([]),
+    /**
+     * Pass these upstreams' AD bit to clients (dnsmasq's proxy-dnssec): only when they validate
+     * and the path to them cannot be tampered with. Never applies to a network's own upstreams.
+     */
+    trustUpstreamAd: z.boolean().default(false),
     ttl: z.number().int().min(0).max(86400).default(30),
     bareMetadata: z.boolean().default(true),
     recursionAcl: z.array(cidr).optional(),

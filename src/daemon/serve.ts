@@ -109,7 +109,7 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
 
   const dnsServer = await startDnsServer({
     registry, listen: dnsListen, upstreams: cfg.serve.upstreams, ttl: cfg.serve.ttl,
-    bareMetadata: cfg.serve.bareMetadata, recursionAcl: cfg.serve.recursionAcl, log, metrics,
+    bareMetadata: cfg.serve.bareMetadata, recursionAcl: cfg.serve.recursionAcl, trustUpstreamAd: cfg.serve.trustUpstreamAd, log, metrics,
   });
   closers.push(() => dnsServer.close());
   const httpServer = await startHttpServer({

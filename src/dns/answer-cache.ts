@@ -2,7 +2,7 @@
 // it sits in the packet, lower-cased (QNAME + QTYPE + QCLASS), plus the EDNS size class; serving
 // a hit is a copy, an ID/flags patch, the client's own question bytes, and (for forwarded
 // answers) TTLs aged in place. Nothing on that path decodes or encodes a message.
-import { HEADER_LEN, TYPE } from './wire.js';
+import { FLAG, HEADER_LEN, OUR_UDP_PAYLOAD, TYPE } from './wire.js';
 
 export interface CachedWire {
   wire: Buffer;
@@ -16,6 +16,8 @@ export interface CachedWire {
   storedAt: number;
   /** ms since epoch; Infinity for authoritative answers (dropped on registry change instead). */
   expiresAt: number;
+  /** AD is in `wire` for clients that asked; cleared for a query without AD (no DO: the key does not say). */
+  adFollowsQuery?: boolean;
   /** `wire` with TTLs aged by `agedBy` seconds: re-patched once a second, not once a query. */
   aged?: Buffer;
   agedBy?: number;
@@ -65,9 +67,12 @@ export function hotQuestion(buf: Buffer): HotQuestion | undefined {
     // The OPT: root owner, type 41, version 0 (byte 6; byte 5 is the extended RCODE), nothing after it.
     if (questionEnd + 11 > len || buf[questionEnd] !== 0 || buf[questionEnd + 1] !== 0 || buf[questionEnd + 2] !== TYPE.OPT || buf[questionEnd + 6] !== 0) return undefined;
     if (questionEnd + 11 + ((buf[questionEnd + 9] << 8) | buf[questionEnd + 10]) !== len) return undefined;
-    const payload = Math.max(512, (buf[questionEnd + 3] << 8) | buf[questionEnd + 4]);
+    // Answers are cut to min(client's size, ours): sizes above ours share one entry.
+    const payload = Math.min(OUR_UDP_PAYLOAD, Math.max(512, (buf[questionEnd + 3] << 8) | buf[questionEnd + 4]));
     sizeClass = `/${payload}${buf[questionEnd + 7] & 0x80 ? 'd' : ''}`;
   }
+  // CD changes what a validating upstream sends: its own entry.
+  if (buf[3] & FLAG.CD) sizeClass += 'c';
   let q: string;
   if (!upper) {
     q = buf.toString('latin1', HEADER_LEN, questionEnd);
@@ -103,6 +108,7 @@ export function serveCached(entry: CachedWire, query: Buffer, questionEnd: numbe
   out[1] = query[1];
   out[2] = (out[2] & 0xfe) | (query[2] & 0x01);
   out[3] = (out[3] & 0xef) | (query[3] & 0x10);
+  if (entry.adFollowsQuery && !(query[3] & FLAG.AD)) out[3] &= ~FLAG.AD;
   query.copy(out, HEADER_LEN, HEADER_LEN, questionEnd);
   return out;
 }

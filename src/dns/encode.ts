@@ -11,32 +11,41 @@ export interface EncodeOptions {
   /** Include our OPT (the query had one). */
   edns: boolean;
   dnssecOk: boolean;
-  /** Largest response the client takes; above it: header, question, OPT and TC. */
+  /** Largest response the client takes; above it, optional sections go, then header, question, OPT and TC. */
   limit: number;
   aa: boolean;
   ra: boolean;
 }
 
 export function encodeAnswer(query: Uint8Array, id: number, flags: number, a: AuthAnswer, o: EncodeOptions): Buffer {
-  const parts: Buffer[] = [];
-  const sections = [a.answer, a.authority, a.additional];
-  for (const section of sections) for (const rr of section) parts.push(encodeRr(rr, o.qname));
+  const sections = [a.answer, a.authority, a.additional].map((rrs) => rrs.map((rr) => encodeRr(rr, o.qname)));
+  const bytes = sections.map((parts) => parts.reduce((n, p) => n + p.length, 0));
   const opt = o.edns ? optRecord(0, o.dnssecOk) : undefined;
-  const qlen = o.questionEnd - HEADER_LEN;
-  const size = HEADER_LEN + qlen + parts.reduce((n, p) => n + p.length, 0) + (opt?.length ?? 0);
-  if (size > o.limit) {
-    return errorResponse(query, id, flags, a.rcode, o.questionEnd, { edns: o.edns, aa: o.aa, ra: o.ra, tc: true, dnssecOk: o.dnssecOk });
+  const fixed = o.questionEnd + (opt?.length ?? 0);
+  // Too big: additional goes first, then authority (unless the answer is empty: a negative
+  // answer needs its SOA); TC only when the answer itself does not fit (RFC 2181 §9).
+  if (fixed + bytes[0] + bytes[1] + bytes[2] > o.limit) {
+    sections[2] = [];
+    bytes[2] = 0;
+    if (fixed + bytes[0] + bytes[1] > o.limit && a.answer.length) {
+      sections[1] = [];
+      bytes[1] = 0;
+    }
+    if (fixed + bytes[0] + bytes[1] > o.limit) {
+      return errorResponse(query, id, flags, a.rcode, o.questionEnd, { edns: o.edns, aa: o.aa, ra: o.ra, tc: true, dnssecOk: o.dnssecOk });
+    }
   }
+  const size = fixed + bytes[0] + bytes[1] + bytes[2];
   const out = Buffer.allocUnsafe(size);
   out.writeUInt16BE(id, 0);
   out.writeUInt16BE(responseFlags(flags, a.rcode, o.aa, o.ra), 2);
   out.writeUInt16BE(1, 4);
-  out.writeUInt16BE(a.answer.length, 6);
-  out.writeUInt16BE(a.authority.length, 8);
-  out.writeUInt16BE(a.additional.length + (opt ? 1 : 0), 10);
+  out.writeUInt16BE(sections[0].length, 6);
+  out.writeUInt16BE(sections[1].length, 8);
+  out.writeUInt16BE(sections[2].length + (opt ? 1 : 0), 10);
   out.set(query.subarray(HEADER_LEN, o.questionEnd), HEADER_LEN);
   let off = o.questionEnd;
-  for (const p of parts) off += p.copy(out, off);
+  for (const parts of sections) for (const p of parts) off += p.copy(out, off);
   if (opt) opt.copy(out, off);
   return out;
 }

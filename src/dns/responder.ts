@@ -8,10 +8,11 @@ import { Acl } from './acl.js';
 import { Authority } from './authority.js';
 import { AnswerCache, hotQuestion, serveCached, type CachedWire } from './answer-cache.js';
 import { encodeAnswer } from './encode.js';
-import { Forwarder, parseUpstreams, type CachedAnswer, type Upstream } from './forwarder.js';
+import { forwardedResponse } from './forwarded-answer.js';
+import { Forwarder, parseUpstreams, type Question, type Upstream } from './forwarder.js';
 import type { DnsMetrics } from './metrics.js';
 import {
-  HEADER_LEN, RCODE, RCODE_BADVERS, TYPE, errorResponse, optRecord, parseQuery, responseFlags, type Query,
+  FLAG, HEADER_LEN, RCODE, RCODE_BADVERS, TYPE, errorResponse, parseQuery, udpLimit,
 } from './wire.js';
 
 export interface ResponderOptions {
@@ -24,6 +25,9 @@ export interface ResponderOptions {
   log: Logger;
   metrics: DnsMetrics;
   forwardTimeoutMs?: number;
+  forwardRetransmitMs?: number;
+  /** Pass the AD bit of the global upstreams on (dnsmasq's proxy-dnssec): only for a validating upstream on a trusted path. */
+  trustUpstreamAd?: boolean;
 }
 
 interface ClientInfo {
@@ -31,6 +35,8 @@ interface ClientInfo {
   /** Which upstream set (and so which forward-cache partition) this client uses. */
   group: string;
   upstreams: Upstream[];
+  /** The upstreams' AD bit may be passed on (the operator's global upstreams, marked trusted). */
+  trustAd: boolean;
   /** The network whose `metadata` a bare `metadata.` query gets. */
   metaNet?: string;
   /** Answer-cache variants for this client (built once: the hot path compares, never concatenates). */
@@ -57,7 +63,9 @@ export class Responder {
   constructor(private readonly opts: ResponderOptions) {
     this.acl = opts.recursionAcl ?? Acl.forNetworks(opts.registry);
     this.recursionOffered = this.computeRecursionOffered();
-    this.forwarder = new Forwarder({ log: opts.log, metrics: opts.metrics, timeoutMs: opts.forwardTimeoutMs });
+    this.forwarder = new Forwarder({
+      log: opts.log, metrics: opts.metrics, timeoutMs: opts.forwardTimeoutMs, retransmitMs: opts.forwardRetransmitMs,
+    });
     this.onChange = (c) => {
       // A VM change replaces only that VM's records; networks changing (or a reload) rebuild all,
       // and may turn forwarded names into ours, so the forward cache goes too.
@@ -132,7 +140,7 @@ export class Responder {
     metrics.cacheMisses++;
     const q = p.query;
     const edns = q.ednsPayload !== undefined;
-    const limit = transport === 'tcp' ? 65535 : (q.ednsPayload ?? 512);
+    const limit = transport === 'tcp' ? 65535 : udpLimit(q.ednsPayload);
     const hot = transport === 'udp' ? hotQuestion(msg) : undefined;
     const c = this.client(address);
     const refuse = (aa = false) => {
@@ -161,16 +169,25 @@ export class Responder {
     if (!c.allowed || !c.upstreams.length) return refuse();
     const qnameWire = Buffer.from(msg.subarray(HEADER_LEN, q.questionEnd - 4));
     for (let i = 0; i < qnameWire.length; i++) if (qnameWire[i] >= 65 && qnameWire[i] <= 90) qnameWire[i] += 32;
-    const a = await this.forwarder.resolve(qnameWire, q.qname, q.qtype, q.qclass, c.upstreams, c.group);
-    const { out, truncated } = forwardedResponse(msg, q, a, limit, edns);
-    if (hot && a.expiresAt > Date.now()) {
+    const question: Question = {
+      qnameWire, qname: q.qname, qtype: q.qtype, qclass: q.qclass, dnssecOk: q.dnssecOk, checkingDisabled: (q.flags & FLAG.CD) !== 0,
+    };
+    // RD=0 (BIND's answer): what the cache holds, else REFUSED; never a query upstream.
+    const a = q.flags & FLAG.RD ? await this.forwarder.resolve(question, c.upstreams, c.group) : this.forwarder.cached(question, c.group);
+    if (!a) return refuse();
+    // AD only from an upstream the operator trusts, and only to a client that asked (DO or AD, RFC 6840 §5.7).
+    const adAsked = q.dnssecOk || (q.flags & FLAG.AD) !== 0;
+    const ad = c.trustAd && a.authenticData && adAsked;
+    const now = Date.now();
+    const { out, ttlCount } = forwardedResponse(msg, q, a, limit, ad, now);
+    if (hot && a.expiresAt > now) {
       const e = entry(out, q.qtype, a.rcode, true);
-      if (!truncated) {
-        e.ttlOffsets = a.ttlOffsets;
-        e.ttls = a.ttls;
-      }
+      e.ttlOffsets = a.ttlOffsets.slice(0, ttlCount);
+      e.ttls = a.ttls.slice(0, ttlCount);
       e.storedAt = a.storedAt;
       e.expiresAt = a.expiresAt;
+      // Without DO the cache key is shared by clients that set AD and clients that did not.
+      e.adFollowsQuery = ad && !q.dnssecOk;
       this.fwdCache.setVariant(hot.key, c.forwardVariant, e);
     }
     metrics.query(q.qtype, a.rcode);
@@ -196,7 +213,7 @@ export class Responder {
     const group = own ? net!.network.name : '';
     const metaNet = net?.network.name ?? (all.length === 1 ? all[0].network.name : undefined);
     c = {
-      allowed: this.acl.allows(address), group, upstreams: own ?? this.opts.upstreams, metaNet,
+      allowed: this.acl.allows(address), group, upstreams: own ?? this.opts.upstreams, metaNet, trustAd: !own && !!this.opts.trustUpstreamAd,
       forwardVariant: `f${group}`, metaVariant: metaNet === undefined ? undefined : `m${metaNet}`,
     };
     if (this.clients.size >= MAX_CLIENTS) this.clients = new Map();
@@ -211,25 +228,4 @@ export class Responder {
 
 function entry(wire: Buffer, qtype: number, rcode: number, recursive: boolean): CachedWire {
   return { wire, qtype, rcode, recursive, ttlOffsets: [], ttls: [], storedAt: 0, expiresAt: Infinity };
-}
-
-/** A client's response from a cached upstream answer: its ID and flags, its question bytes, aged TTLs, our OPT. */
-function forwardedResponse(msg: Buffer, q: Query, a: CachedAnswer, limit: number, edns: boolean): { out: Buffer; truncated: boolean } {
-  const opt = edns ? optRecord(0, q.dnssecOk) : undefined;
-  const size = a.core.length + (opt?.length ?? 0);
-  if (size > limit) {
-    return { out: errorResponse(msg, q.id, q.flags, a.rcode, q.questionEnd, { edns, ra: true, tc: true, dnssecOk: q.dnssecOk }), truncated: true };
-  }
-  const out = Buffer.allocUnsafe(size);
-  a.core.copy(out);
-  out.writeUInt16BE(q.id, 0);
-  out.writeUInt16BE(responseFlags(q.flags, a.rcode, false, true), 2);
-  msg.copy(out, HEADER_LEN, HEADER_LEN, q.questionEnd);
-  const age = Math.floor((Date.now() - a.storedAt) / 1000);
-  for (let i = 0; i < a.ttlOffsets.length; i++) out.writeUInt32BE(Math.max(0, a.ttls[i] - age), a.ttlOffsets[i]);
-  if (opt) {
-    out.writeUInt16BE(out.readUInt16BE(10) + 1, 10);
-    opt.copy(out, a.core.length);
-  }
-  return { out, truncated: false };
 }

@@ -25,8 +25,12 @@ export interface DnsServerOptions {
   recursionAcl?: string[];
   log: Logger;
   metrics?: PromRegistry;
-  /** Per-upstream timeout for forwarded queries, default 2000 ms. */
+  /** How long a forwarded query may wait for the upstreams in all, default 5000 ms. */
   forwardTimeoutMs?: number;
+  /** First retransmission (to the next upstream), default 800 ms, doubling. */
+  forwardRetransmitMs?: number;
+  /** Pass the global upstreams' AD bit on (they validate, and the path to them is trusted). */
+  trustUpstreamAd?: boolean;
 }
 
 export interface DnsServer {
@@ -44,6 +48,8 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     log,
     metrics: new DnsMetrics(opts.metrics),
     forwardTimeoutMs: opts.forwardTimeoutMs,
+    forwardRetransmitMs: opts.forwardRetransmitMs,
+    trustUpstreamAd: opts.trustUpstreamAd,
   });
   const udp: Socket[] = [];
   const tcp: { server: Server; connections: Set<TcpSocket> }[] = [];

@@ -4,7 +4,7 @@
 // message per query, and because every read here is bounds-checked: a malformed packet yields
 // an error value, never an exception from deep inside a generic decoder.
 
-export const TYPE = { A: 1, NS: 2, SOA: 6, PTR: 12, AAAA: 28, OPT: 41, IXFR: 251, AXFR: 252, ANY: 255 } as const;
+export const TYPE = { A: 1, NS: 2, SOA: 6, PTR: 12, AAAA: 28, OPT: 41, RRSIG: 46, NSEC: 47, NSEC3: 50, IXFR: 251, AXFR: 252, ANY: 255 } as const;
 export const CLASS_IN = 1;
 export const CLASS_ANY = 255;
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
@@ -14,6 +14,16 @@ export const RCODE_BADVERS = 16;
 export const HEADER_LEN = 12;
 /** What we advertise in our OPT: the DNS flag day 2020 size that avoids IP fragmentation. */
 export const OUR_UDP_PAYLOAD = 1232;
+/** Header flag bits this server reads or writes besides QR/opcode/RD/RA/rcode. */
+export const FLAG = { TC: 0x0200, RD: 0x0100, AD: 0x0020, CD: 0x0010 } as const;
+
+/**
+ * The largest UDP answer a client gets: 512 without EDNS, else the smaller of its advertised size
+ * and ours (DNS flag day 2020: neither side may receive more than it advertised).
+ */
+export function udpLimit(ednsPayload: number | undefined): number {
+  return ednsPayload === undefined ? 512 : Math.min(ednsPayload, OUR_UDP_PAYLOAD);
+}
 
 export interface Query {
   id: number;
@@ -269,18 +279,25 @@ export function parseResponse(buf: Uint8Array): ParsedResponse | undefined {
   };
 }
 
-/** A query as we send it upstream: RD set, our OPT. */
-export function buildQuery(id: number, qnameWire: Uint8Array, qtype: number, qclass: number): Buffer {
-  const opt = optRecord();
-  const out = Buffer.alloc(HEADER_LEN + qnameWire.length + 4 + opt.length);
+/**
+ * A query as we send it upstream: RD and AD set (RFC 6840 §5.7: AD asks whether the upstream
+ * validated), CD and DO as the client asked; our OPT unless `edns` is false (an upstream that
+ * answered FORMERR to EDNS).
+ */
+export function buildQuery(
+  id: number, qnameWire: Uint8Array, qtype: number, qclass: number,
+  o: { edns?: boolean; dnssecOk?: boolean; checkingDisabled?: boolean } = {},
+): Buffer {
+  const opt = o.edns === false ? undefined : optRecord(0, !!o.dnssecOk);
+  const out = Buffer.alloc(HEADER_LEN + qnameWire.length + 4 + (opt?.length ?? 0));
   out.writeUInt16BE(id, 0);
-  out.writeUInt16BE(0x0100, 2);
+  out.writeUInt16BE(FLAG.RD | FLAG.AD | (o.checkingDisabled ? FLAG.CD : 0), 2);
   out.writeUInt16BE(1, 4);
-  out.writeUInt16BE(1, 10);
+  out.writeUInt16BE(opt ? 1 : 0, 10);
   out.set(qnameWire, HEADER_LEN);
   let off = HEADER_LEN + qnameWire.length;
   out.writeUInt16BE(qtype, off);
   out.writeUInt16BE(qclass, off + 2);
-  opt.copy(out, off + 4);
+  opt?.copy(out, off + 4);
   return out;
 }

@@ -13,14 +13,27 @@ export interface Dnsmasq {
   close(): Promise<void>;
 }
 
-export async function startDnsmasq(opts: { port: number; zone: string; hostRecords: string[]; ttl: number }): Promise<Dnsmasq> {
+export interface DnsmasqOptions {
+  port: number;
+  /** Authoritative zone (with `hostRecords`); leave out for a pure forwarder. */
+  zone?: string;
+  hostRecords?: string[];
+  ttl?: number;
+  /** Upstreams as dnsmasq spells them (`127.0.0.1#5353`): dnsmasq as the forwarding peer. */
+  servers?: string[];
+  extra?: string[];
+}
+
+export async function startDnsmasq(opts: DnsmasqOptions): Promise<Dnsmasq> {
   const port = opts.port;
   const dir = mkdtempSync(join(tmpdir(), 'uncloud-dnsmasq-'));
   const log = join(dir, 'queries.log');
   const proc: ChildProcess = spawn('/usr/sbin/dnsmasq', [
     '-k', '--no-resolv', '--no-hosts', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces',
-    ...opts.hostRecords.map((h) => `--host-record=${h}`),
-    `--auth-zone=${opts.zone}`, `--auth-server=ns.${opts.zone},127.0.0.1`, `--auth-ttl=${opts.ttl}`, `--local-ttl=${opts.ttl}`,
+    ...(opts.hostRecords ?? []).map((h) => `--host-record=${h}`),
+    ...(opts.zone ? [`--auth-zone=${opts.zone}`, `--auth-server=ns.${opts.zone},127.0.0.1`] : []),
+    ...(opts.ttl !== undefined ? [`--auth-ttl=${opts.ttl}`, `--local-ttl=${opts.ttl}`] : []),
+    ...(opts.servers ?? []).map((s) => `--server=${s}`), ...(opts.extra ?? []),
     '--log-queries', `--log-facility=${log}`, `--pid-file=${join(dir, 'pid')}`, `--user=${userInfo().username}`,
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
