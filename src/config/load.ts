@@ -27,6 +27,8 @@ export const ENVIRONMENT: Record<string, { path: string[]; kind: 'string' | 'lis
   UNCLOUD_METADATA_RECURSION_ACL: { path: ['serve', 'recursionAcl'], kind: 'list' },
   UNCLOUD_METADATA_TOKEN_SECRET_FILE: { path: ['serve', 'tokenSecretFile'], kind: 'string' },
   UNCLOUD_METADATA_WORKERS: { path: ['serve', 'workers'], kind: 'number' },
+  UNCLOUD_METADATA_IDENTITY_KEY_FILE: { path: ['identity', 'keyFile'], kind: 'string' },
+  UNCLOUD_METADATA_IDENTITY_ISSUER: { path: ['identity', 'issuer'], kind: 'string' },
   UNCLOUD_METADATA_HOST: { path: ['agent', 'host'], kind: 'string' },
   UNCLOUD_METADATA_STATE_DIR: { path: ['agent', 'stateDir'], kind: 'string' },
   UNCLOUD_METADATA_ACCEL: { path: ['agent', 'accel'], kind: 'string' },

@@ -32,6 +32,14 @@ export const ConfigSchema = z.object({
     tokenSecretFile: z.string().optional(),
     workers: z.number().int().min(1).max(64).default(1),
   }).strict().prefault({}),
+  /** Instance identity (signed tokens and EC2 documents); no keyFile: those paths answer 404. */
+  identity: z.object({
+    keyFile: z.string().optional(),
+    certFile: z.string().optional(),
+    issuer: z.string().url('must be a URL (what verifiers know this deployment by)').optional(),
+    alg: z.enum(['RS256', 'ES256', 'EdDSA']).default('RS256'),
+    accountId: z.string().regex(/^\d{12}$/, 'must be 12 digits, as an AWS account id').default('000000000000'),
+  }).strict().prefault({}),
   agent: z.object({
     host: z.string().optional(),
     stateDir: z.string().default('/var/lib/uncloud-metadata/agent'),

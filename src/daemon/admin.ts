@@ -1,15 +1,18 @@
-// The admin listener: /healthz, /readyz, /metrics. Never on a VM-facing address: by default it
+// The admin listener: /healthz, /readyz, /metrics, and the identity keys for verifiers. Never on a VM-facing address: by default it
 // listens on [::1]:9153 only.
 import { createServer, type Server } from 'node:http';
 import type { Registry as Metrics } from 'prom-client';
 import type { Registry } from '../registry/registry.js';
 import type { StateSource } from '../store/kv.js';
+import type { InstanceIdentity } from '../identity/signer.js';
 
 export interface AdminOptions {
   listen: { host: string; port: number }[];
   /** What /readyz reports; "loading" answers 503, anything else 200. */
   readiness: () => { status: 'loading' | 'ready' | 'degraded' } & Record<string, unknown>;
   metrics: Metrics;
+  /** Publishes /.well-known/jwks.json and /.well-known/openid-configuration for token verifiers. */
+  identity?: InstanceIdentity;
 }
 
 /** ready: loaded and following; degraded: serving the last known state while the store is away. */
@@ -31,6 +34,8 @@ export async function startAdmin(opts: AdminOptions): Promise<{ close(): Promise
       const r = opts.readiness();
       return { status: r.status === 'loading' ? 503 : 200, type: 'application/json', body: `${JSON.stringify(r)}\n` };
     }
+    if (opts.identity && path === '/.well-known/jwks.json') return { status: 200, type: 'application/jwk-set+json', body: `${JSON.stringify(opts.identity.jwks())}\n` };
+    if (opts.identity && path === '/.well-known/openid-configuration') return { status: 200, type: 'application/json', body: `${JSON.stringify(opts.identity.openidConfiguration())}\n` };
     if (path === '/metrics') return { status: 200, type: opts.metrics.contentType, body: await opts.metrics.metrics() };
     return { status: 404, type: 'text/plain', body: 'not found\n' };
   };

@@ -18,6 +18,8 @@ import { startHttpServer } from '../http/server.js';
 import { readiness, startAdmin } from './admin.js';
 import { collectGarbage } from './compact.js';
 import { registerStoreMetrics } from './metrics.js';
+import { InstanceIdentity } from '../identity/signer.js';
+import { IdentityKeyError } from '../identity/keys.js';
 import { DEMO_ADMIN, DEMO_DNS, DEMO_HTTP, demoStatePath, seedDemo } from './demo.js';
 
 export interface Daemon {
@@ -44,6 +46,19 @@ function tokenSecret(cfg: Config, log: Logger): Buffer {
   }
   log.warn('no serve.tokenSecretFile: IMDSv2 tokens are valid on this process only');
   return randomBytes(32);
+}
+
+/** A configured key file that cannot be used stops the start; none configured is fine (404s). */
+async function loadIdentity(cfg: Config, log: Logger): Promise<InstanceIdentity | undefined> {
+  try {
+    const identity = await InstanceIdentity.load(cfg.identity);
+    if (!identity) log.info('no identity.keyFile: identity tokens and EC2 document signatures answer 404');
+    else log.info({ kids: identity.keys.keys.map((k) => k.kid), alg: cfg.identity.alg, issuer: identity.issuer }, 'instance identity keys loaded');
+    return identity;
+  } catch (err) {
+    if (err instanceof IdentityKeyError) throw new ServeError(err.message);
+    throw err;
+  }
 }
 
 async function firstLoad(source: StateSource, registry: Registry, log: Logger, closed: () => boolean): Promise<void> {
@@ -81,7 +96,8 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
   const closers: (() => Promise<void>)[] = [];
   let closed = false;
 
-  const adminServer = await startAdmin({ listen: listens(admin, 9153, 'admin'), readiness: () => readiness(registry, source), metrics });
+  const identity = await loadIdentity(cfg, log);
+  const adminServer = await startAdmin({ listen: listens(admin, 9153, 'admin'), readiness: () => readiness(registry, source), metrics, identity });
   closers.push(() => adminServer.close());
 
   const loadStarted = Date.now();
@@ -113,7 +129,7 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
   });
   closers.push(() => dnsServer.close());
   const httpServer = await startHttpServer({
-    registry, listen: httpListen, tokenSecret: tokenSecret(cfg, log), log: log.child({ part: 'http' }), metrics,
+    registry, listen: httpListen, tokenSecret: tokenSecret(cfg, log), log: log.child({ part: 'http' }), metrics, identity,
   });
   closers.push(() => httpServer.close());
 

@@ -22,6 +22,8 @@ import { ec2Routes } from './routes/ec2.js';
 import { nocloudRoutes } from './routes/nocloud.js';
 import { gceRoutes } from './routes/gce.js';
 import { fastPath } from './fast.js';
+import { identityRoutes } from './routes/identity.js';
+import type { InstanceIdentity } from '../identity/signer.js';
 
 export interface MetadataAppOptions {
   registry: Registry;
@@ -32,6 +34,7 @@ export interface MetadataAppOptions {
   neighbours?: NeighbourTable;
   maxWaitersPerVm?: number;
   maxWaiters?: number;
+  identity?: InstanceIdentity;
 }
 
 export interface MetadataApp {
@@ -84,7 +87,9 @@ export function createMetadataApp(opts: MetadataAppOptions): MetadataApp {
     });
   };
 
-  const deps: RouteDeps = { app, registry, cache, waiters, tokenSecret: opts.tokenSecret, log, guarded };
+  const deps: RouteDeps = { app, registry, cache, waiters, tokenSecret: opts.tokenSecret, identity: opts.identity, log, guarded };
+  // Before the flavours' wildcard routes, which would otherwise take these paths.
+  identityRoutes(deps);
   nativeRoutes(deps);
   openstackRoutes(deps);
   ec2Routes(deps);

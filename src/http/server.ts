@@ -28,6 +28,8 @@ export interface HttpServerOptions {
   maxWaiters?: number;
   /** Answer plain GETs of pre-rendered documents without Hono (default true; tests compare both). */
   fastPath?: boolean;
+  /** Signs identity tokens and EC2 documents (none: those paths answer 404). */
+  identity?: import('../identity/signer.js').InstanceIdentity;
   /** Overrides of LIMITS (tests use short timeouts). */
   limits?: Partial<typeof LIMITS>;
 }
@@ -52,7 +54,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const meta = createMetadataApp({
     registry: opts.registry, tokenSecret: opts.tokenSecret, log, metrics: opts.metrics,
     neighbours: opts.neighbours ?? new IpNeighbourTable({ log }),
-    maxWaitersPerVm: opts.maxWaitersPerVm, maxWaiters: opts.maxWaiters,
+    maxWaitersPerVm: opts.maxWaitersPerVm, maxWaiters: opts.maxWaiters, identity: opts.identity,
   });
   const listener = getRequestListener(meta.app.fetch, {
     // HTTP/1.0 clients may send no Host; the name does not matter, the route does.

@@ -5,7 +5,8 @@ import { configCommand } from './config.js';
 import { raConfigCommand } from './ra-config.js';
 import { agentCommand } from './agent.js';
 import { serveCommand } from './serve.js';
+import { identityCommand } from './identity.js';
 
 export function extraCommands(): Command[] {
-  return [serveCommand(), agentCommand(), statusCommand(), configCommand(), raConfigCommand()];
+  return [serveCommand(), agentCommand(), statusCommand(), configCommand(), raConfigCommand(), identityCommand()];
 }

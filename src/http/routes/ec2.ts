@@ -6,6 +6,7 @@ import { header } from '../request.js';
 import { EC2_VERSIONS } from '../render/ec2.js';
 import { issueToken, parseTtl, verifyToken } from './ec2-token.js';
 import type { RouteDeps, VmHandler } from './deps.js';
+import { ec2Signed } from './identity.js';
 
 const TOKEN_HEADER = 'x-aws-ec2-metadata-token';
 const TTL_HEADER = 'x-aws-ec2-metadata-token-ttl-seconds';
@@ -22,6 +23,8 @@ export function ec2Routes(d: RouteDeps): void {
     const token = header(c, TOKEN_HEADER);
     if (token !== undefined ? !verifyToken(d.tokenSecret, view, token) : view.vm.requireToken) return unauthorized();
     if (path === 'api/token') return plain(405, 'method not allowed\n', { allow: 'PUT' });
+    const signed = ec2Signed(d, view, path);
+    if (signed) return signed;
     const r = d.cache.flat(view, 'ec2').get(path);
     return r ? toResponse(r) : notFound();
   };
