@@ -54,7 +54,7 @@ export function createMetadataApp(opts: MetadataAppOptions): MetadataApp {
   const { registry, log } = opts;
   const metrics = opts.metrics instanceof HttpMetrics ? opts.metrics : new HttpMetrics(opts.metrics);
   const identifier = new Identifier(registry, opts.neighbours);
-  const cache = new RenderCache();
+  const cache = new RenderCache({ ec2: { accountId: opts.identity?.accountId, signed: opts.identity?.certificate !== undefined } });
   const waiters = new Waiters(opts.maxWaitersPerVm ?? 16, opts.maxWaiters ?? 4096, (n) => { metrics.waiters = n; });
   const onChange = (change: RegistryChange) => {
     cache.invalidate(change);

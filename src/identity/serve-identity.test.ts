@@ -96,6 +96,7 @@ import { MetadataService } from '@aws-sdk/ec2-metadata-service';
 const md = new MetadataService({ endpoint: 'http://[::1]:${httpPort}', retries: 0 });
 const out = {};
 for (const p of ['document', 'pkcs7', 'rsa2048', 'signature']) out[p] = await md.request('/latest/dynamic/instance-identity/' + p, {});
+out.listing = await md.request('/latest/dynamic/instance-identity/', {});
 out.dated = await md.request('/2021-03-23/dynamic/instance-identity/pkcs7', {});
 console.log(JSON.stringify(out));
 `, {}, repo) as Record<string, string>;
@@ -103,7 +104,8 @@ console.log(JSON.stringify(out));
     expect(cert.status).toBe(0);
     writeFileSync(join(dir, 'cert.pem'), cert.stdout);
     writeFileSync(join(dir, 'document'), out.document);
-    expect(JSON.parse(out.document).accountId).toBeDefined();
+    expect(JSON.parse(out.document).accountId).toBe('123456789012');
+    expect(out.listing.split('\n')).toEqual(['document', 'pkcs7', 'rsa2048', 'signature']);
     expect(out.dated).toBe(out.pkcs7);
     for (const p of ['pkcs7', 'rsa2048']) {
       writeFileSync(join(dir, p), `-----BEGIN PKCS7-----\n${out[p]}\n-----END PKCS7-----\n`);

@@ -5,11 +5,18 @@ import type { RegistryChange, VmView } from '../../registry/registry.js';
 import type { Rendered } from './rendered.js';
 import { renderNative } from './native.js';
 import { renderOpenStack } from './openstack.js';
-import { renderEc2 } from './ec2.js';
+import { renderEc2, type Ec2Options } from './ec2.js';
 import { renderNoCloud } from './nocloud.js';
 import { GceDocument } from './gce.js';
 
-const FLAT = { native: renderNative, openstack: renderOpenStack, ec2: renderEc2, nocloud: renderNoCloud } as const;
+const FLAT = {
+  native: renderNative, openstack: renderOpenStack, nocloud: renderNoCloud,
+  ec2: (view: VmView, o: RenderOptions) => renderEc2(view, o.ec2),
+} as const;
+
+export interface RenderOptions {
+  ec2?: Ec2Options;
+}
 export type FlatFlavour = keyof typeof FLAT;
 
 interface Entry {
@@ -20,6 +27,8 @@ interface Entry {
 
 export class RenderCache {
   private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly opts: RenderOptions = {}) {}
 
   private entry(view: VmView): Entry {
     let e = this.entries.get(view.key);
@@ -32,7 +41,7 @@ export class RenderCache {
 
   flat(view: VmView, flavour: FlatFlavour): Map<string, Rendered> {
     const e = this.entry(view);
-    return (e.flat[flavour] ??= FLAT[flavour](view));
+    return (e.flat[flavour] ??= FLAT[flavour](view, this.opts));
   }
 
   gce(view: VmView): GceDocument {

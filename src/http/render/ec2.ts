@@ -9,7 +9,14 @@ import { placementOf } from '../../model/placement.js';
 export const EC2_VERSIONS = ['1.0', '2009-04-04', '2016-09-02', '2018-09-24', '2021-03-23', 'latest'];
 
 /** Paths relative to a version ("meta-data/instance-id"); "" is the version's own listing. */
-export function renderEc2(view: VmView): Map<string, Rendered> {
+export interface Ec2Options {
+  /** The identity document's accountId (12 digits, from the identity config). */
+  accountId?: string;
+  /** Signatures are served (a key file is configured): list them beside the document, as AWS does. */
+  signed?: boolean;
+}
+
+export function renderEc2(view: VmView, opts: Ec2Options = {}): Map<string, Rendered> {
   const { vm } = view;
   const id = ec2InstanceId(view);
   const keys = namedKeys(view);
@@ -44,7 +51,7 @@ export function renderEc2(view: VmView): Map<string, Rendered> {
   for (const [k, v] of Object.entries(vm.meta)) md(`tags/instance/${k}`, v);
   if (vm.userData !== undefined) t.leaf('user-data', vm.userData, 'application/octet-stream');
   t.leaf('dynamic/instance-identity/document', `${JSON.stringify({
-    accountId: vm.owner ?? '000000000000',
+    accountId: opts.accountId ?? '000000000000',
     architecture: 'x86_64',
     availabilityZone: placement.zone,
     billingProducts: null,
@@ -60,5 +67,6 @@ export function renderEc2(view: VmView): Map<string, Rendered> {
     region: placement.region,
     version: '2017-09-30',
   }, null, 2)}\n`, JSON_TYPE);
+  if (opts.signed) t.listing('dynamic/instance-identity', 'document\npkcs7\nrsa2048\nsignature');
   return t.build();
 }
