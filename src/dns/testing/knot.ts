@@ -17,6 +17,8 @@ export interface KnotOptions {
   zones: Record<string, string>;
   /** Extra lines under `server:` (e.g. `identity: ...`, `version: ...`, `nsid: ...`). */
   server?: string[];
+  /** Extra lines under the default template (e.g. `dnssec-signing: on`: Knot signs every zone). */
+  template?: string[];
 }
 
 /** A zone file's head: SOA and NS at the apex, as our authority writes them. */
@@ -48,6 +50,7 @@ export async function startKnot(opts: KnotOptions): Promise<Knot> {
     `    storage: "${dir}"`,
     '    file: "%s.zone"',
     '    zonefile-sync: -1',
+    ...(opts.template ?? []).map((l) => `    ${l}`),
     '    journal-content: none',
     'zone:',
     ...zoneList.map((z) => `  - domain: "${z}."`),
