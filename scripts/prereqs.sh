@@ -25,6 +25,7 @@ NEEDS=(
   "cloud-init cloud-init"
   "knotd knot"
   "../lib/python3/dist-packages/botocore python3-botocore"  # no command: the -x test below finds its directory
+  "tcpdump tcpdump"
 )
 missing=()
 for pair in "${NEEDS[@]}"; do

@@ -2,7 +2,6 @@
 // readable stem of the VM name plus a short hash of "<network>/<name>" that keeps it unique.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import type { Network } from '../model/schema.js';
 
 export const IFNAMSIZ = 15;
 
@@ -12,9 +11,7 @@ export function tapName(network: string, name: string): string {
   return `uc${stem}-${hash}`;
 }
 
-export function bridgeName(network: Network): string {
-  return network.bridge ?? `br-${network.name}`.slice(0, IFNAMSIZ);
-}
+export { bridgeName } from '../model/bridge.js';
 
 /** Where one VM's console.log, qmp.sock and qemu.pid live. */
 export function vmDir(stateDir: string, network: string, name: string): string {

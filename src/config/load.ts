@@ -26,6 +26,7 @@ export const ENVIRONMENT: Record<string, { path: string[]; kind: 'string' | 'lis
   UNCLOUD_METADATA_BARE_METADATA: { path: ['serve', 'bareMetadata'], kind: 'boolean' },
   UNCLOUD_METADATA_RECURSION_ACL: { path: ['serve', 'recursionAcl'], kind: 'list' },
   UNCLOUD_METADATA_TOKEN_SECRET_FILE: { path: ['serve', 'tokenSecretFile'], kind: 'string' },
+  UNCLOUD_METADATA_TOKEN_HOP_LIMIT: { path: ['serve', 'tokenHopLimit'], kind: 'number' },
   UNCLOUD_METADATA_WORKERS: { path: ['serve', 'workers'], kind: 'number' },
   UNCLOUD_METADATA_IDENTITY_KEY_FILE: { path: ['identity', 'keyFile'], kind: 'string' },
   UNCLOUD_METADATA_IDENTITY_ISSUER: { path: ['identity', 'issuer'], kind: 'string' },

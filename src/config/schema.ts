@@ -30,6 +30,8 @@ export const ConfigSchema = z.object({
     recursionAcl: z.array(cidr).optional(),
     /** File holding the IMDSv2 token key; replicas of one network must share it. */
     tokenSecretFile: z.string().optional(),
+    /** IP TTL / IPv6 hop limit of IMDSv2 token responses (AWS's http-put-response-hop-limit). */
+    tokenHopLimit: z.number().int().min(1).max(255).default(1),
     workers: z.number().int().min(1).max(64).default(1),
   }).strict().prefault({}),
   /** Instance identity (signed tokens and EC2 documents); no keyFile: those paths answer 404. */

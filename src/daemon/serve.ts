@@ -129,7 +129,8 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
   });
   closers.push(() => dnsServer.close());
   const httpServer = await startHttpServer({
-    registry, listen: httpListen, tokenSecret: tokenSecret(cfg, log), log: log.child({ part: 'http' }), metrics, identity,
+    registry, listen: httpListen, tokenSecret: tokenSecret(cfg, log), tokenHopLimit: cfg.serve.tokenHopLimit,
+    log: log.child({ part: 'http' }), metrics, identity,
   });
   closers.push(() => httpServer.close());
 

@@ -30,9 +30,11 @@ describe('metadata app', () => {
     const { app, from } = setup();
     expect((await app.request('/keys', {}, from('fd00:1::a'))).status).toBe(200);
     expect((await app.request('/keys', {}, from('fd00:1:0:0:5054:ff:fe00:a'))).status).toBe(200);
-    for (const h of ['X-Real-IP', 'X-Client-IP', 'True-Client-IP', 'CF-Connecting-IP']) {
-      expect((await app.request('/keys', { headers: { [h]: 'fd00:1::a' } }, from('fd00:1::b'))).status, h).toBe(404);
+    // Proxy headers are refused outright; any other header naming an address changes nothing.
+    for (const h of ['X-Real-IP', 'X-Client-IP', 'True-Client-IP', 'CF-Connecting-IP', 'Via', 'X-Forwarded-Host']) {
+      expect((await app.request('/keys', { headers: { [h]: 'fd00:1::a' } }, from('fd00:1::a'))).status, h).toBe(403);
     }
+    expect((await app.request('/keys', { headers: { 'X-Claimed-Address': 'fd00:1::a' } }, from('fd00:1::b'))).status).toBe(404);
     expect((await app.request('/keys', {}, from(undefined))).status).toBe(404);
     expect((await app.request('/keys', { headers: { 'X-Forwarded-For': 'x' } }, from('fd00:1::a'))).status).toBe(403);
   });

@@ -34,7 +34,13 @@ const PATHS = [
   '/openstack/latest/user_data', '/openstack/latest/network_data.json', '/openstack/latest/nope', '/nocloud/', '/nocloud/meta-data',
   '/nocloud/network-config', '/latest', '/latest/', '/latest/meta-data/', '/latest/meta-data/public-keys/', '/latest/meta-data/public-keys/0/openssh-key',
   '/2009-04-04/meta-data/instance-id', '/1.0/user-data', '/latest/api/token', '/latest/dynamic/instance-identity/document', '/keys?x=1',
-  '/openstack/../keys', '/nocloud/%2e%2e/x', '//keys', '/computeMetadata/v1/',
+  '/openstack/../keys', '/nocloud/%2e%2e/x', '//keys', '/computeMetadata/v1/', '/2019-10-01/user-data', '/2021-01-03/meta-data/hostname',
+  '/2021-01-03/meta-data/public-keys/0/openssh-key', '/2019-13-01/user-data', '/2019-10-01', '/2019-10-01/',
+];
+/** Headers every guard judges: Host forms, proxy headers, the flavour and token headers. */
+const HEADER_SETS: Record<string, string>[] = [
+  {}, { Host: 'attacker.example' }, { Host: '[fe80::1%25eth0]:80' }, { Host: '[fe80::1%eth0]' }, { Host: 'metadata.fp.test' },
+  { Host: 'metadata.other.test' }, { Via: '1.1 p' }, { 'X-Forwarded-Proto': 'http' }, { 'Metadata-Flavor': 'Google' },
 ];
 const GCE_PATHS = [
   '/computeMetadata', '/computeMetadata/', '/computeMetadata/v1', '/computeMetadata/v1/', '/computeMetadata/v1/instance/hostname',
@@ -46,7 +52,10 @@ const GCE_PATHS = [
 
 describe('fast path', () => {
   it('answers every path like the Hono app: status, body, type and ETag', async () => {
-    const cases = [...PATHS.map((p) => [p, {}] as const), ...GCE_PATHS.flatMap((p) => [[p, { 'Metadata-Flavor': 'Google' }], [p, {}]] as const)];
+    const cases = [
+      ...PATHS.flatMap((p) => HEADER_SETS.map((h) => [p, h] as const)),
+      ...GCE_PATHS.flatMap((p) => HEADER_SETS.flatMap((h) => [[p, { ...h, 'Metadata-Flavor': 'Google' }], [p, h]] as const)),
+    ];
     for (const from of ['127.0.0.1', '127.0.0.2', '127.0.0.9']) {
       for (const [p, headers] of cases) {
         const [a, b] = await Promise.all([

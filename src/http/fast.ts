@@ -1,15 +1,18 @@
 // The hot path, straight on node:http: a plain GET for a pre-rendered answer (native, OpenStack,
-// EC2, NoCloud, and GCE reads without wait_for_change) from a VM known by exact address is written without building
-// a Fetch Request, a Hono context or a Response; that machinery costs more per request than the
-// lookup itself (bench/http). Anything else, or anything in doubt, declines and goes to the Hono
-// app, which applies the same guards and answers the same bytes (fast.test.ts compares them).
+// EC2, NoCloud, and GCE reads without wait_for_change) from a VM known by exact address is
+// written without building a Fetch Request, a Hono context or a Response; that machinery costs
+// more per request than the lookup itself (bench/http). It screens the headers exactly as the
+// app does (proxy headers, Host, tokens, Metadata-Flavor); anything refused, anything needing a
+// token, or anything in doubt declines and goes to the Hono app, which refuses or answers the
+// same bytes (fast.test.ts compares them).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from '../registry/registry.js';
 import type { RenderCache, FlatFlavour } from './render/cache.js';
 import type { HttpMetrics } from './metrics.js';
-import { checkTarget } from './guards.js';
+import { checkTarget, screen } from './guards.js';
+import type { ServedDomain } from './host.js';
 import { trimSlashes } from './render/tree.js';
-import { EC2_VERSIONS } from './render/ec2.js';
+import { EC2_VERSIONS, isEc2Version } from './render/ec2.js';
 import type { GceAlt } from './render/gce.js';
 import type { Rendered } from './render/rendered.js';
 
@@ -38,36 +41,28 @@ function gceQuery(query: string): { recursive: boolean; alt: GceAlt } | undefine
   return { recursive, alt };
 }
 
-const HOST_RE = /^[A-Za-z0-9._:[\]-]*$/;
-
-/**
- * Headers that send a request to the slow path: refusals and token checks live there, and so
- * does the judgement of an odd Host (the app refuses what cannot make a URL).
- */
-function needsSlowPath(raw: string[], gce: boolean): boolean {
-  let flavor = !gce;
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i];
-    const l = n.length;
-    if (l === 4 && n.toLowerCase() === 'host' && !HOST_RE.test(raw[i + 1])) return true;
-    if ((l === 15 || l === 9 || l === 24) && /^(?:x-forwarded-for|forwarded|x-aws-ec2-metadata-token)$/i.test(n)) return true;
-    if (gce && l === 15 && raw[i + 1] === 'Google' && n.toLowerCase() === 'metadata-flavor') flavor = true;
-  }
-  return !flavor;
+/** The mount of a path's first segment: a fixed one, or any dated EC2 version. */
+function mountOf(first: string): Mount | undefined {
+  const m = MOUNTS.get(first);
+  if (m || !isEc2Version(first.slice(1))) return m;
+  return { mount: first, flavour: 'ec2', route: 'ec2' };
 }
 
-export function fastPath(registry: Registry, cache: RenderCache, metrics: HttpMetrics) {
+export function fastPath(registry: Registry, cache: RenderCache, metrics: HttpMetrics, served: ServedDomain) {
   return (req: IncomingMessage, res: ServerResponse): boolean => {
     if (req.method !== 'GET' || !req.url) return false;
     const t = checkTarget(req.url);
     if (t instanceof Response) return false;
     const cut = t.path.indexOf('/', 1);
-    const m = MOUNTS.get(cut < 0 ? t.path : t.path.slice(0, cut));
+    const m = mountOf(cut < 0 ? t.path : t.path.slice(0, cut));
     const gce = m?.flavour === 'gce';
-    if (!m || (t.query && !gce) || needsSlowPath(req.rawHeaders, gce)) return false;
+    if (!m || (t.query && !gce)) return false;
+    const s = screen(req.rawHeaders, served);
+    if (s.refusal || s.token !== undefined || (gce && !s.google)) return false;
     const address = req.socket.remoteAddress;
-    const view = address ? registry.vmByAddress(address) : undefined;
-    if (!view || (m.flavour === 'ec2' && view.vm.requireToken)) return false;
+    // Link-local peers ("fe80::...%if") go through identity's interface check in the app.
+    const view = address && !address.includes('%') ? registry.vmByAddress(address) : undefined;
+    if (!view || view.vm.requireToken) return false;
     let r: Rendered | undefined;
     if (m.flavour === 'gce') {
       const q = gceQuery(t.query);
@@ -79,6 +74,7 @@ export function fastPath(registry: Registry, cache: RenderCache, metrics: HttpMe
     if (!r) return false;
     res.writeHead(r.status, r.headers);
     res.end(r.body);
+    metrics.byAddress++;
     metrics.request(m.route, r.status);
     return true;
   };

@@ -7,6 +7,12 @@ export class HttpMetrics {
   private readonly requests = new Map<string, Float64Array>();
   /** reason -> count */
   private readonly identityFailures = new Map<string, number>();
+  /** identity step -> count */
+  private readonly identities = new Map<string, number>();
+  /** spoof reason -> count */
+  private readonly refusals = new Map<string, number>();
+  /** Requests served by exact address: the hot path's step, a plain number. */
+  byAddress = 0;
   waiters = 0;
 
   constructor(register?: PromRegistry) {
@@ -30,6 +36,23 @@ export class HttpMetrics {
         for (const [reason, n] of self.identityFailures) this.inc({ reason }, n);
       },
     });
+    new Counter({
+      name: 'uncloud_metadata_http_identity_total', help: 'Requests whose VM was identified, by identity step (address: exact source address; linklocal: EUI-64 link-local on the network\'s bridge)',
+      labelNames: ['by'], registers: [register],
+      collect() {
+        this.reset();
+        this.inc({ by: 'address' }, self.byAddress);
+        for (const [by, n] of self.identities) this.inc({ by }, n);
+      },
+    });
+    new Counter({
+      name: 'uncloud_metadata_http_refused_spoofs_total', help: 'Refused spoof attempts: source in a served prefix matching no VM, proxy headers, foreign Host',
+      labelNames: ['reason'], registers: [register],
+      collect() {
+        this.reset();
+        for (const [reason, n] of self.refusals) this.inc({ reason }, n);
+      },
+    });
     new Gauge({
       name: 'uncloud_metadata_http_waiters', help: 'GCE wait_for_change long-poll requests waiting now', registers: [register],
       collect() { this.set(self.waiters); },
@@ -40,6 +63,15 @@ export class HttpMetrics {
     let counts = this.requests.get(route);
     if (!counts) this.requests.set(route, (counts = new Float64Array(600)));
     counts[status < 600 ? status : 599]++;
+  }
+
+  identified(by: 'address' | 'linklocal'): void {
+    if (by === 'address') this.byAddress++;
+    else this.identities.set(by, (this.identities.get(by) ?? 0) + 1);
+  }
+
+  refused(reason: string): void {
+    this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);
   }
 
   identityFailure(reason: string): void {

@@ -62,7 +62,8 @@ describe('identity by source address', () => {
     expect(doc.sshKeys).toEqual([ED25519, VM_KEY]);
     const four = await curl(`${base4}/instance`);
     expect(JSON.parse(four.body).name).toBe('web');
-    const db = await curl(`${base4}/nocloud/meta-data`, { from: '127.0.0.2' });
+    // db requires a token: Metadata-Flavor: Google stands in for one (see "tokens in every flavour").
+    const db = await curl(`${base4}/nocloud/meta-data`, { from: '127.0.0.2', headers: { 'Metadata-Flavor': 'Google' } });
     expect(db.status).toBe(200);
     expect(db.body).toContain('local-hostname: db.loop.test');
   });
@@ -102,7 +103,7 @@ describe('flavours over curl', () => {
     expect(nd.networks[0]).toMatchObject({ type: 'ipv6_slaac', ip_address: '::5054:ff:feaa:1' });
     expect(nd.services).toContainEqual({ type: 'dns', address: '::53' });
     // db has no user data: 404, as Nova does.
-    expect((await curl(`${base4}/openstack/latest/user_data`, { from: '127.0.0.2' })).status).toBe(404);
+    expect((await curl(`${base4}/openstack/latest/user_data`, { from: '127.0.0.2', headers: { 'Metadata-Flavor': 'Google' } })).status).toBe(404);
   });
 
   it('serves the EC2 tree with listings, keys, user-data and identity document (IMDSv1 allowed for web)', async () => {
@@ -136,7 +137,9 @@ describe('flavours over curl', () => {
     expect(host.status).toBe(200);
     expect(host.body).toBe('web.loop.test');
     expect(host.headers['metadata-flavor']).toBe('Google');
-    expect(host.headers.etag).toBe(`"${etagOf(host.body)}"`);
+    // Bare, as GCE sends it (Google's guest agent echoes it verbatim as last_etag).
+    expect(host.headers.etag).toBe(etagOf(host.body));
+    expect(host.headers.etag).toMatch(/^[0-9a-f]{16}$/);
     expect((await curl(`${base6}/computeMetadata/v1/instance/`, { headers: g })).body).toContain('network-interfaces/');
     const keys = await curl(`${base6}/computeMetadata/v1/instance/attributes/ssh-keys`, { headers: g });
     expect(keys.body).toBe(`alice:${ED25519}\nalice:${VM_KEY}`);
@@ -218,11 +221,23 @@ function raw(port: number, data: string, ms = 3000): Promise<string> {
 }
 
 describe('guards', () => {
-  it('refuses X-Forwarded-For and Forwarded with 403, on GETs and on the token PUT', async () => {
-    expect((await curl(`${base6}/keys`, { headers: { 'X-Forwarded-For': '10.0.0.1' } })).status).toBe(403);
-    expect((await curl(`${base6}/keys`, { headers: { Forwarded: 'for=10.0.0.1' } })).status).toBe(403);
-    expect((await curl(`${base6}/latest/api/token`, { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60', 'X-Forwarded-For': '1.2.3.4' } })).status).toBe(403);
-    expect((await curl(`${base6}/computeMetadata/v1/`, { headers: { 'Metadata-Flavor': 'Google', 'X-Forwarded-For': '1.2.3.4' } })).status).toBe(403);
+  it('refuses every proxy header with 403, on GETs and on the token PUT', async () => {
+    const proxyHeaders: Record<string, string>[] = [
+      { 'X-Forwarded-For': '10.0.0.1' }, { Forwarded: 'for=10.0.0.1' }, { Via: '1.1 squid' }, { 'X-Real-IP': '10.0.0.1' },
+      { 'X-Forwarded-Host': 'metadata' }, { 'X-Forwarded-Proto': 'http' }, { 'x-forwarded-port': '80' }, { 'X-Forwarded-Server': 'p' },
+    ];
+    for (const h of proxyHeaders) {
+      for (const path of ['/keys', '/instance', '/openstack/latest/meta_data.json', '/nocloud/meta-data', '/latest/meta-data/', '/2019-10-01/user-data']) {
+        const r = await curl(`${base6}${path}`, { headers: h });
+        expect(r.status, `${path} ${JSON.stringify(h)}`).toBe(403);
+        expect(r.body).toBe('forbidden\n');
+      }
+      const put = await curl(`${base6}/latest/api/token`, { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60', ...h } });
+      expect(put.status, `PUT ${JSON.stringify(h)}`).toBe(403);
+      const gce = await curl(`${base6}/computeMetadata/v1/`, { headers: { 'Metadata-Flavor': 'Google', ...h } });
+      expect(gce.status).toBe(403);
+      expect(gce.headers['metadata-flavor']).toBe('Google');
+    }
     // Many headers cannot push the proxy's header out of sight.
     const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`X-Junk-${i}`, 'j']));
     expect((await curl(`${base6}/keys`, { headers: { ...many, 'X-Forwarded-For': '10.0.0.1' } })).status).toBe(403);
@@ -359,5 +374,112 @@ describe('wait_for_change', () => {
     const dbNow = await curl(`${base4}/computeMetadata/v1/instance/name?wait_for_change=true&last_etag=x&timeout_sec=3`, { headers: g, from: '127.0.0.2' });
     expect(dbNow.status).toBe(200);
     await Promise.all(first);
+  });
+});
+
+describe('tokens in every flavour (requireToken)', () => {
+  const db = { from: '127.0.0.2' };
+  const paths = [
+    '/instance', '/keys', '/openstack/latest/meta_data.json', '/openstack/latest/network_data.json', '/nocloud/meta-data',
+    '/latest/meta-data/instance-id', '/2019-10-01/meta-data/local-hostname', '/1.0/meta-data/hostname', '/latest/dynamic/instance-identity/document',
+  ];
+  const dbMarkers = ['db.loop.test', '52:54:00:aa:00:02', '127.0.0.2'];
+
+  it('answers 401 with nothing of the VM to a request with neither a token nor Metadata-Flavor', async () => {
+    for (const path of [...paths, '/nocloud/user-data', '/openstack/latest/user_data', '/latest/user-data']) {
+      const r = await curl(`${base4}${path}`, db);
+      expect(r.status, path).toBe(401);
+      expect(r.body).toBe('unauthorized\n');
+      for (const m of dbMarkers) expect(JSON.stringify(r.headers)).not.toContain(m);
+    }
+    // A browser-driven SSRF sends neither header: the same for any simple request header it can set.
+    expect((await curl(`${base4}/instance`, { ...db, headers: { Accept: 'text/html', 'Content-Type': 'text/plain' } })).status).toBe(401);
+  });
+
+  it('serves every flavour with a valid token, or with Metadata-Flavor: Google', async () => {
+    const tok = (await curl(`${base4}/latest/api/token`, { ...db, method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60' } })).body;
+    for (const path of paths) {
+      const withToken = await curl(`${base4}${path}`, { ...db, headers: { 'X-aws-ec2-metadata-token': tok } });
+      expect(withToken.status, path).toBe(200);
+      const withFlavor = await curl(`${base4}${path}`, { ...db, headers: { 'Metadata-Flavor': 'Google' } });
+      expect(withFlavor.status, path).toBe(200);
+      expect(withFlavor.body).toBe(withToken.body);
+    }
+    const gce = await curl(`${base4}/computeMetadata/v1/instance/hostname`, { ...db, headers: { 'Metadata-Flavor': 'Google' } });
+    expect(gce.body).toBe('db.loop.test');
+    // A bad token is refused even beside Metadata-Flavor: a token that is sent must be valid.
+    expect((await curl(`${base4}/instance`, { ...db, headers: { 'Metadata-Flavor': 'Google', 'X-aws-ec2-metadata-token': 'junk' } })).status).toBe(401);
+  });
+});
+
+describe('Host header (DNS rebinding)', () => {
+  const port4 = () => server.addresses[1].port;
+  const status = async (host: string | undefined, path = '/keys', version = '1.1') => {
+    const out = await raw(port4(), `GET ${path} HTTP/${version}\r\n${host === undefined ? '' : `Host: ${host}\r\n`}Connection: close\r\n\r\n`);
+    return Number(/^HTTP\/1\.[01] (\d{3})/.exec(out)?.[1]);
+  };
+
+  it('accepts the names a guest uses and every address literal, with or without port and zone id', async () => {
+    const good = [
+      'metadata', 'METADATA', 'metadata.', 'metadata:80', 'metadata.loop.test', 'metadata.LOOP.test.', 'metadata.google.internal',
+      'metadata.google.internal:80', '127.0.0.1', '127.0.0.1:8775', '169.254.169.254', '[::1]', `[::1]:${port4()}`, '[fd00:ec2::254]',
+      '[fe80::a9fe:a9fe%eth0]', '[fe80::a9fe:a9fe%25eth0]', '[fe80::a9fe:a9fe%25eth0]:80', '[fe80::1%br-net.10]:8775',
+    ];
+    for (const h of good) {
+      expect(await status(h), h).toBe(200);
+      expect(await status(h, '/openstack/latest/meta_data.json'), h).toBe(200);
+      expect(await status(h, '/computeMetadata/v1/instance/name'), h).toBe(403); // no Metadata-Flavor: past the Host check
+    }
+    // HTTP/1.0 may send no Host.
+    expect(await status(undefined, '/keys', '1.0')).toBe(200);
+  });
+
+  it('refuses any other name, and malformed literals, with 400 on every route', async () => {
+    const bad = [
+      'attacker.example', 'attacker.example:80', 'metadata.evil.test', 'metadata.loop.test.evil', 'metadata-loop.test', 'localhost',
+      'metadata.google.internal.evil', '[::1', '[::1]x', '[::1]:', '[::1]:http', '[fe80::1%]', '[fe80::1%25]', '[fe80::1%a/b]',
+      '[zz::1]', '[127.0.0.1]', '999.1.1.1', '1.2.3', '', 'meta data',
+    ];
+    for (const h of bad) {
+      for (const path of ['/keys', '/instance', '/openstack/latest/user_data', '/latest/user-data', '/nocloud/user-data', '/2019-10-01/user-data', '/']) {
+        expect(await status(h, path), `${JSON.stringify(h)} ${path}`).toBe(400);
+      }
+    }
+    const gce = await raw(port4(), 'GET /computeMetadata/v1/instance/name HTTP/1.1\r\nHost: attacker.example\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n');
+    expect(gce).toMatch(/^HTTP\/1\.1 400/);
+    expect(gce).toMatch(/\r\nmetadata-flavor: Google\r\n/i);
+    // Two Host headers are one too many.
+    const two = await raw(port4(), 'GET /keys HTTP/1.1\r\nHost: metadata\r\nHost: attacker.example\r\nConnection: close\r\n\r\n');
+    expect(two).toMatch(/^HTTP\/1\.1 400/);
+    const text = await prom.metrics();
+    expect(text).toMatch(/uncloud_metadata_http_refused_spoofs_total\{reason="bad-host"\} [1-9]/);
+  });
+
+  it('serves the same bytes whatever the zone spelling (the URL is built without the zone)', async () => {
+    const bodies = new Set<string>();
+    for (const h of ['[fe80::a9fe:a9fe%eth0]', '[fe80::a9fe:a9fe%25eth0]:80', '[fe80::a9fe:a9fe]', 'metadata']) {
+      const out = await raw(port4(), `GET /openstack/latest/meta_data.json HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
+      bodies.add(out.slice(out.indexOf('\r\n\r\n')));
+    }
+    expect(bodies.size).toBe(1);
+  });
+});
+
+describe('EC2 versions', () => {
+  it('serves every YYYY-MM-DD version as AWS does, lists the known ones at "/", and 404s what is no date', async () => {
+    const latest = (await curl(`${base6}/latest/meta-data/local-hostname`)).body;
+    const userData = (await curl(`${base6}/latest/user-data`)).body;
+    for (const v of ['2019-10-01', '2021-01-03', '2007-01-19', '2024-04-11', '2009-04-04', '1.0']) {
+      const r = await curl(`${base6}/${v}/meta-data/local-hostname`);
+      expect(r.status, v).toBe(200);
+      expect(r.body).toBe(latest);
+      expect((await curl(`${base6}/${v}/user-data`)).body).toBe(userData);
+      expect((await curl(`${base6}/${v}/`)).body.split('\n')).toEqual(expect.arrayContaining(['meta-data/', 'user-data']));
+    }
+    for (const v of ['2019-13-01', '2019-10-32', '2019-00-10', '19-10-01', '2019-1-01', 'latest2']) {
+      expect((await curl(`${base6}/${v}/meta-data/local-hostname`)).status, v).toBe(404);
+    }
+    const root = (await curl(`${base6}/`)).body.split('\n');
+    expect(root).toEqual(expect.arrayContaining(['1.0', '2009-04-04', '2021-03-23', 'latest']));
   });
 });

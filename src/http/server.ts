@@ -5,13 +5,12 @@ import { getRequestListener } from '@hono/node-server';
 import type { Logger } from 'pino';
 import type { Registry as PromRegistry } from 'prom-client';
 import type { Registry } from '../registry/registry.js';
-import type { NeighbourTable } from './identity/neighbours.js';
-import { IpNeighbourTable } from './identity/neighbours.js';
-import { createMetadataApp } from './app.js';
+import { createMetadataApp, DEFAULT_TOKEN_HOP_LIMIT } from './app.js';
 import { plain } from './render/rendered.js';
+import { withoutZone } from './host.js';
+import { loadHopLimit } from './hop-limit.js';
 
 export { createMetadataApp, type MetadataApp, type MetadataAppOptions } from './app.js';
-export type { NeighbourTable } from './identity/neighbours.js';
 
 export interface HttpServerOptions {
   registry: Registry;
@@ -22,8 +21,8 @@ export interface HttpServerOptions {
   /** Never given user-data or keys. */
   log: Logger;
   metrics?: PromRegistry;
-  /** Default: the host's table via `ip -j neigh`, cached briefly. */
-  neighbours?: NeighbourTable;
+  /** IP TTL / IPv6 hop limit of IMDSv2 token responses (default 1, as AWS). */
+  tokenHopLimit?: number;
   maxWaitersPerVm?: number;
   maxWaiters?: number;
   /** Answer plain GETs of pre-rendered documents without Hono (default true; tests compare both). */
@@ -51,9 +50,11 @@ export const LIMITS = {
 
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
   const { log } = opts;
+  // Fail at start-up, not on a guest's first token request, if tokens cannot be hop-limited.
+  loadHopLimit();
   const meta = createMetadataApp({
     registry: opts.registry, tokenSecret: opts.tokenSecret, log, metrics: opts.metrics,
-    neighbours: opts.neighbours ?? new IpNeighbourTable({ log }),
+    tokenHopLimit: opts.tokenHopLimit ?? DEFAULT_TOKEN_HOP_LIMIT,
     maxWaitersPerVm: opts.maxWaitersPerVm, maxWaiters: opts.maxWaiters, identity: opts.identity,
   });
   const listener = getRequestListener(meta.app.fetch, {
@@ -69,7 +70,13 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url;
     if (url !== undefined && url.includes('//') && url.charCodeAt(0) === 47) req.url = squeezeSlashes(url);
-    if (!fast?.(req, res)) void listener(req, res);
+    if (fast?.(req, res)) return;
+    // A zone id ("[fe80::1%eth0]", as Python's http.client and Node send) cannot be part of a
+    // WHATWG URL: drop it from the copy the URL is built from. The guards read rawHeaders, which
+    // keep the Host as sent, and judge that.
+    const host = req.headers.host;
+    if (host !== undefined && host.includes('%')) req.headers.host = withoutZone(host);
+    void listener(req, res);
   };
   const servers: Server[] = [];
   const addresses: { host: string; port: number }[] = [];

@@ -6,7 +6,13 @@ import { JSON_TYPE, type Rendered } from './rendered.js';
 import { ec2InstanceId, instanceType, namedKeys } from './identity.js';
 import { placementOf } from '../../model/placement.js';
 
+/** The versions "/" lists; every other YYYY-MM-DD is served too, as AWS does. */
 export const EC2_VERSIONS = ['1.0', '2009-04-04', '2016-09-02', '2018-09-24', '2021-03-23', 'latest'];
+const DATED = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])$/;
+
+export function isEc2Version(segment: string): boolean {
+  return segment === 'latest' || segment === '1.0' || DATED.test(segment);
+}
 
 /** Paths relative to a version ("meta-data/instance-id"); "" is the version's own listing. */
 export interface Ec2Options {

@@ -2,7 +2,7 @@
 // a listing, a leaf, or (?recursive=true) the whole subtree as JSON (camelCase keys, as GCE does,
 // except attribute names) or as "path value" lines (?alt=text). Every answer carries an ETag.
 import type { VmView } from '../../registry/registry.js';
-import { JSON_TYPE, rendered, type Rendered } from './rendered.js';
+import { JSON_TYPE, bareEtag, rendered, type Rendered } from './rendered.js';
 import { gceInstanceId, instanceType, namedKeys } from './identity.js';
 import { placementOf } from '../../model/placement.js';
 
@@ -101,7 +101,7 @@ export class GceDocument {
     if (hit) return hit;
     const node = this.find(path);
     if (node === undefined) return undefined;
-    const r = this.render(node, recursive, alt);
+    const r = bareEtag(this.render(node, recursive, alt));
     this.memo.set(key, r);
     return r;
   }

@@ -23,6 +23,15 @@ export function rendered(body: string, contentType: string, extra: Record<string
   return { status, body, etag, headers: { 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), etag: `"${etag}"`, ...extra } };
 }
 
+/**
+ * GCE's form of the header: the 16 hex digits without quotes. Google's guest agent copies the
+ * header verbatim into ?last_etag=, so the header must be exactly what GCE sends.
+ */
+export function bareEtag(r: Rendered): Rendered {
+  r.headers.etag = r.etag;
+  return r;
+}
+
 export function toResponse(r: Rendered): Response {
   return new Response(r.body, { status: r.status, headers: r.headers });
 }

@@ -1,21 +1,25 @@
 // /computeMetadata/v1: GCE-style metadata. Needs "Metadata-Flavor: Google" (as GCE does, so a
-// browser or a naive proxy cannot be made to fetch it), answers with it, and long-polls with
-// ?wait_for_change=true&last_etag=E&timeout_sec=N until the answer's ETag differs from E.
+// browser or a naive proxy cannot be made to fetch it), answers with it (refusals too), and
+// long-polls with ?wait_for_change=true&last_etag=E&timeout_sec=N until the answer's ETag
+// differs from E. E is the ETag header as GCE sends it (16 hex digits, bare); Google's guest
+// agent copies the header verbatim, so a quoted E is accepted as well.
 import { plain, toResponse, type Rendered } from '../render/rendered.js';
-import { header, type Ctx } from '../request.js';
 import type { GceAlt } from '../render/gce.js';
+import type { Screen } from '../guards.js';
 import type { RouteDeps, VmHandler } from './deps.js';
 
-const FLAVOR = { 'metadata-flavor': 'Google' };
+/** GCE's answer header, on every response under /computeMetadata and on "/". */
+export const GOOGLE = { 'metadata-flavor': 'Google' };
+const FLAVOR = GOOGLE;
 const gceNotFound = () => plain(404, 'not found\n', FLAVOR);
 const gceBad = (why: string) => plain(400, `${why}\n`, FLAVOR);
+const ETAG_RE = /^(?:W\/)?("?)([A-Za-z0-9_-]{1,64})\1$/;
 
 export const DEFAULT_WAIT_SEC = 300;
 export const MAX_WAIT_SEC = 3600;
 
-function flavourCheck(c: Ctx): Response | undefined {
-  if (header(c, 'metadata-flavor') === 'Google' || header(c, 'x-google-metadata-request')?.toLowerCase() === 'true') return undefined;
-  return plain(403, 'missing Metadata-Flavor: Google header\n', FLAVOR);
+function flavourCheck(_c: unknown, s: Screen): Response | undefined {
+  return s.google ? undefined : plain(403, 'missing Metadata-Flavor: Google header\n', FLAVOR);
 }
 
 interface GceQuery { recursive: boolean; alt: GceAlt; wait: boolean; lastEtag?: string; timeoutSec: number }
@@ -25,8 +29,10 @@ function parseQuery(query: string): GceQuery | string {
   const bool = (name: string) => q.get(name)?.toLowerCase() === 'true';
   const alt = q.get('alt') ?? undefined;
   if (alt !== undefined && alt !== 'json' && alt !== 'text') return 'alt must be json or text';
-  const lastEtag = q.get('last_etag') ?? undefined;
-  if (lastEtag !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(lastEtag)) return 'bad last_etag';
+  const last = q.get('last_etag') ?? undefined;
+  const m = last === undefined ? undefined : ETAG_RE.exec(last);
+  if (last !== undefined && !m) return 'bad last_etag';
+  const lastEtag = m?.[2];
   const t = q.get('timeout_sec');
   let timeoutSec = DEFAULT_WAIT_SEC;
   if (t !== null) {
@@ -58,5 +64,5 @@ export function gceRoutes(d: RouteDeps): void {
     return waiting.then((r) => (r ? toResponse(r) : gceNotFound()));
   };
 
-  d.app.get('/computeMetadata/*', d.guarded('gce', '/computeMetadata', serve, flavourCheck));
+  d.app.get('/computeMetadata/*', d.guarded('gce', '/computeMetadata', serve, { pre: flavourCheck, headers: FLAVOR }));
 }

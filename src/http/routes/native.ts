@@ -2,12 +2,14 @@
 import { toResponse, plain } from '../render/rendered.js';
 import { notFound } from '../guards.js';
 import { EC2_VERSIONS } from '../render/ec2.js';
+import { GOOGLE } from './gce.js';
 import type { RouteDeps } from './deps.js';
 
 const ROOT = `${[...EC2_VERSIONS, 'computeMetadata/', 'instance', 'keys', 'nocloud/', 'openstack/'].join('\n')}\n`;
 
 export function nativeRoutes(d: RouteDeps): void {
-  d.app.get('/', d.guarded('native', '/', () => plain(200, ROOT)));
+  // google-auth and Go's compute/metadata detect GCE by this header on "/", as GCE sends it.
+  d.app.get('/', d.guarded('native', '/', () => plain(200, ROOT, GOOGLE), { headers: GOOGLE }));
   for (const name of ['instance', 'keys']) {
     d.app.get(`/${name}`, d.guarded('native', '/', (_c, view, path) => {
       const r = d.cache.flat(view, 'native').get(path);
