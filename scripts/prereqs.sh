@@ -26,6 +26,7 @@ NEEDS=(
   "knotd knot"
   "../lib/python3/dist-packages/botocore python3-botocore"  # no command: the -x test below finds its directory
   "tcpdump tcpdump"
+  "../lib/python3/dist-packages/google/auth python3-google-auth"  # no command: as botocore above
 )
 missing=()
 for pair in "${NEEDS[@]}"; do

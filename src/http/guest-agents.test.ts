@@ -3,8 +3,8 @@
 //    long-polls "/computeMetadata/v1/" with Go's url.Values.Encode() of wait_for_change,
 //    last_etag, timeout_sec=60, recursive, alt=json (sorted by key), etag starting at "NONE" and
 //    then the ETag response header copied verbatim; 404 and 412 are errors.
-//  - google-auth's compute_engine._metadata.ping (Python, over requests): GET the root with
-//    Metadata-Flavor: Google; GCE iff 200 and the response carries Metadata-Flavor: Google.
+//  - google-auth's compute_engine._metadata.ping (Python, over requests; run for real): GET the
+//    root with Metadata-Flavor: Google; GCE iff 200 and the response carries it too.
 //  - Go's cloud.google.com/go/compute/metadata testOnGCE: GET the root with no Metadata-Flavor;
 //    GCE iff the response header Metadata-Flavor is "Google" (whatever the status).
 //  - Ignition's AWS provider: PUT latest/api/token (ttl 21600), GET 2019-10-01/user-data.
@@ -15,7 +15,7 @@ import { request } from 'node:http';
 import { etcdTestStore, ED25519 } from '../../test/support/store.js';
 import { silentLogger } from '../log.js';
 import { startHttpServer, type HttpServer } from './server.js';
-import { python } from './testing/clients.js';
+import { run } from './testing/clients.js';
 
 const t = etcdTestStore();
 let server: HttpServer;
@@ -128,13 +128,15 @@ describe("Google's guest agent (metadata.go), replayed verbatim", () => {
 });
 
 describe('GCE detection pings of "/"', () => {
-  it("google-auth's ping (Python requests, Metadata-Flavor sent): 200 and Metadata-Flavor: Google", async () => {
-    const out = await python(`
-import json, sys, requests
-r = requests.request(url=sys.argv[1], method='GET', headers={'Metadata-Flavor': 'Google'}, timeout=3)
-print(json.dumps({'status': r.status_code, 'flavor': r.headers.get('Metadata-Flavor')}))
-`, [`http://[::1]:${port}`]) as { status: number; flavor: string };
-    expect(out.status === 200 && out.flavor === 'Google').toBe(true);
+  it("google-auth's own _metadata.ping (Debian's python3-google-auth, over requests) says GCE", async () => {
+    const r = await run('/usr/bin/python3', ['-c', `
+import json
+import google.auth.transport.requests as tr
+from google.auth.compute_engine import _metadata
+print(json.dumps(_metadata.ping(tr.Request())))
+`], { env: { ...process.env, GCE_METADATA_IP: `[::1]:${port}` } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toBe(true);
   });
 
   it("Go's compute/metadata testOnGCE (no request header): Metadata-Flavor: Google in the answer, also for a VM that requires tokens", async () => {
