@@ -28,6 +28,9 @@ export const ConfigSchema = z.object({
     ttl: z.number().int().min(0).max(86400).default(30),
     bareMetadata: z.boolean().default(true),
     recursionAcl: z.array(cidr).optional(),
+    /** TXT answers to CHAOS version.bind / id.server (RFC 4892); unset: REFUSED, as Knot with them off. */
+    dnsVersion: z.string().max(255).optional(),
+    dnsIdentity: z.string().max(255).optional(),
     /** File holding the IMDSv2 token key; replicas of one network must share it. */
     tokenSecretFile: z.string().optional(),
     /** IP TTL / IPv6 hop limit of IMDSv2 token responses (AWS's http-put-response-hop-limit). */

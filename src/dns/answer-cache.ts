@@ -2,7 +2,7 @@
 // it sits in the packet, lower-cased (QNAME + QTYPE + QCLASS), plus the EDNS size class; serving
 // a hit is a copy, an ID/flags patch, the client's own question bytes, and (for forwarded
 // answers) TTLs aged in place. Nothing on that path decodes or encodes a message.
-import { FLAG, HEADER_LEN, OUR_UDP_PAYLOAD, TYPE } from './wire.js';
+import { FLAG, HEADER_LEN, OUR_UDP_PAYLOAD, TYPE, badOptions } from './wire.js';
 
 export interface CachedWire {
   wire: Buffer;
@@ -66,7 +66,10 @@ export function hotQuestion(buf: Buffer): HotQuestion | undefined {
   } else {
     // The OPT: root owner, type 41, version 0 (byte 6; byte 5 is the extended RCODE), nothing after it.
     if (questionEnd + 11 > len || buf[questionEnd] !== 0 || buf[questionEnd + 1] !== 0 || buf[questionEnd + 2] !== TYPE.OPT || buf[questionEnd + 6] !== 0) return undefined;
-    if (questionEnd + 11 + ((buf[questionEnd + 9] << 8) | buf[questionEnd + 10]) !== len) return undefined;
+    const rdlen = (buf[questionEnd + 9] << 8) | buf[questionEnd + 10];
+    if (questionEnd + 11 + rdlen !== len) return undefined;
+    // Malformed options (an overrun, a bad COOKIE) are FORMERR: the full parser answers them.
+    if (rdlen && badOptions(buf, questionEnd + 11, len)) return undefined;
     // Answers are cut to min(client's size, ours): sizes above ours share one entry.
     const payload = Math.min(OUR_UDP_PAYLOAD, Math.max(512, (buf[questionEnd + 3] << 8) | buf[questionEnd + 4]));
     sizeClass = `/${payload}${buf[questionEnd + 7] & 0x80 ? 'd' : ''}`;

@@ -15,6 +15,8 @@ export interface Rr {
   /** Owner name, lower-case, no trailing dot. */
   name: string;
   type: number;
+  /** IN unless given (CHAOS identity answers). */
+  class?: number;
   ttl: number;
   rdata: Buffer;
 }
@@ -170,11 +172,18 @@ export class Authority {
     return { rcode: RCODE.NOERROR, answer, authority: [], additional };
   }
 
-  /** The bare single-label `metadata.` for a client of `network`. */
-  bareMetadata(network: string, qtype: number): AuthAnswer | undefined {
+  /**
+   * A name that means "my network's metadata service" whichever network asks: the bare
+   * single-label `metadata.`, or `metadata.google.internal.` (GCE clients hard-code it). Each is
+   * answered as the apex of a zone of its own (SOA, NS, AAAA, A), so a NODATA answer carries the
+   * SOA a stub resolver needs to cache it (RFC 2308 §5).
+   */
+  clientMetadata(network: string, owner: string, qtype: number): AuthAnswer | undefined {
     const node = this.metadataByNetwork.get(network);
     if (!node) return undefined;
-    return { rcode: RCODE.NOERROR, answer: recordsOf(node, 'metadata', qtype, this.ttl), authority: [], additional: [] };
+    const answer = recordsOf(node, owner, qtype, this.ttl);
+    const soa: Rr = { name: owner, type: TYPE.SOA, ttl: this.ttl, rdata: node.get(TYPE.SOA)![0] };
+    return { rcode: RCODE.NOERROR, answer, authority: answer.length ? [] : [soa], additional: [] };
   }
 
   /** A VM's address records under its name, straight from the registry. */
@@ -272,7 +281,7 @@ export class Authority {
     if (fwd.network !== n.name) return;
     addRecord(fwd, target, TYPE.AAAA, addressBytes(n.metadata6));
     if (n.metadata4) addRecord(fwd, target, TYPE.A, addressBytes(n.metadata4));
-    this.metadataByNetwork.set(n.name, fwd.fixed.get(target)!);
+    this.metadataByNetwork.set(n.name, new Map([...fwd.fixed.get(target)!, [TYPE.SOA, [soaRdata]], [TYPE.NS, [encodeName(target)]]]));
     for (const a of [n.metadata6, ...(n.metadata4 ? [n.metadata4] : [])]) {
       const zone = this.reverseZoneOf(a);
       const k = addressKey(a);

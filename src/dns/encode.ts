@@ -56,7 +56,7 @@ function encodeRr(rr: Rr, qname: string): Buffer {
   const owner = rr.name === qname ? POINTER_TO_QUESTION : encodeName(rr.name);
   const fixed = Buffer.alloc(10);
   fixed.writeUInt16BE(rr.type, 0);
-  fixed.writeUInt16BE(1, 2);
+  fixed.writeUInt16BE(rr.class ?? 1, 2);
   fixed.writeUInt32BE(rr.ttl >>> 0, 4);
   fixed.writeUInt16BE(rr.rdata.length, 8);
   return Buffer.concat([owner, fixed, rr.rdata]);

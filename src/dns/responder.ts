@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Registry, RegistryChange } from '../registry/registry.js';
 import { parseAddress } from '../model/ip.js';
 import { Acl } from './acl.js';
+import { chaosAnswer, type ChaosIdentity } from './chaos.js';
 import { Authority } from './authority.js';
 import { AnswerCache, hotQuestion, serveCached, type CachedWire } from './answer-cache.js';
 import { encodeAnswer } from './encode.js';
@@ -12,7 +13,7 @@ import { forwardedResponse } from './forwarded-answer.js';
 import { Forwarder, parseUpstreams, type Question, type Upstream } from './forwarder.js';
 import type { DnsMetrics } from './metrics.js';
 import {
-  FLAG, HEADER_LEN, RCODE, RCODE_BADVERS, TYPE, errorResponse, parseQuery, udpLimit,
+  CLASS_ANY, CLASS_IN, FLAG, HEADER_LEN, RCODE, RCODE_BADVERS, TYPE, errorResponse, parseQuery, udpLimit,
 } from './wire.js';
 
 export interface ResponderOptions {
@@ -28,6 +29,8 @@ export interface ResponderOptions {
   forwardRetransmitMs?: number;
   /** Pass the AD bit of the global upstreams on (dnsmasq's proxy-dnssec): only for a validating upstream on a trusted path. */
   trustUpstreamAd?: boolean;
+  /** CHAOS-class version.bind / id.server answers; unset ones are REFUSED. */
+  chaos?: ChaosIdentity;
 }
 
 interface ClientInfo {
@@ -39,6 +42,8 @@ interface ClientInfo {
   trustAd: boolean;
   /** The network whose `metadata` a bare `metadata.` query gets. */
   metaNet?: string;
+  /** That network answers `metadata.google.internal` too. */
+  googleName: boolean;
   /** Answer-cache variants for this client (built once: the hot path compares, never concatenates). */
   forwardVariant: string;
   metaVariant?: string;
@@ -46,6 +51,8 @@ interface ClientInfo {
 
 /** `metadata.` as it starts a hot-path key: the bare single-label name, then QTYPE. */
 const BARE_METADATA_KEY = '\x08metadata\x00';
+const GOOGLE_METADATA_KEY = '\x08metadata\x06google\x08internal\x00';
+const GOOGLE_METADATA = 'metadata.google.internal';
 const MAX_CLIENTS = 10_000;
 
 export class Responder {
@@ -143,18 +150,26 @@ export class Responder {
     const limit = transport === 'tcp' ? 65535 : udpLimit(q.ednsPayload);
     const hot = transport === 'udp' ? hotQuestion(msg) : undefined;
     const c = this.client(address);
+    // RA only to clients that may recurse (RFC 1035 §4.1.1: recursion is available to *them*).
+    const ra = c.allowed && this.recursionOffered;
     const refuse = (aa = false) => {
       metrics.query(q.qtype, RCODE.REFUSED);
-      return errorResponse(msg, q.id, q.flags, RCODE.REFUSED, q.questionEnd, { edns, aa, ra: this.recursionOffered, dnssecOk: q.dnssecOk });
+      return errorResponse(msg, q.id, q.flags, RCODE.REFUSED, q.questionEnd, { edns, aa, ra, dnssecOk: q.dnssecOk });
     };
     const auth = this.authority();
     if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return refuse();
+    if (q.qclass !== CLASS_IN && q.qclass !== CLASS_ANY) {
+      const chaos = chaosAnswer(q.qname, q.qtype, q.qclass, this.opts.chaos ?? {});
+      if (!chaos) return refuse();
+      metrics.query(q.qtype, chaos.rcode);
+      return encodeAnswer(msg, q.id, q.flags, chaos, { qname: q.qname, questionEnd: q.questionEnd, edns, dnssecOk: q.dnssecOk, limit, aa: false, ra });
+    }
 
-    const bare = this.opts.bareMetadata && q.qname === 'metadata' && c.metaNet !== undefined;
-    const answer = bare ? auth.bareMetadata(c.metaNet!, q.qtype) : auth.lookup(q.qname, q.qtype);
+    const bare = c.metaNet !== undefined && ((this.opts.bareMetadata && q.qname === 'metadata') || (c.googleName && q.qname === GOOGLE_METADATA));
+    const answer = bare ? auth.clientMetadata(c.metaNet!, q.qname, q.qtype) : auth.lookup(q.qname, q.qtype);
     if (answer) {
       const out = encodeAnswer(msg, q.id, q.flags, answer, {
-        qname: q.qname, questionEnd: q.questionEnd, edns, dnssecOk: q.dnssecOk, limit, aa: true, ra: this.recursionOffered,
+        qname: q.qname, questionEnd: q.questionEnd, edns, dnssecOk: q.dnssecOk, limit, aa: true, ra,
       });
       if (hot) {
         const e = entry(out, q.qtype, answer.rcode, false);
@@ -200,7 +215,9 @@ export class Responder {
   }
 
   private variant(key: string, c: ClientInfo): string {
-    return c.metaVariant !== undefined && this.opts.bareMetadata && key.startsWith(BARE_METADATA_KEY) ? c.metaVariant : c.forwardVariant;
+    if (c.metaVariant === undefined) return c.forwardVariant;
+    if (this.opts.bareMetadata && key.startsWith(BARE_METADATA_KEY)) return c.metaVariant;
+    return c.googleName && key.startsWith(GOOGLE_METADATA_KEY) ? c.metaVariant : c.forwardVariant;
   }
 
   private client(address: string): ClientInfo {
@@ -211,9 +228,11 @@ export class Responder {
     const own = net?.network.upstreams.length ? parseUpstreams(net.network.upstreams) : undefined;
     const all = this.opts.registry.networks();
     const group = own ? net!.network.name : '';
-    const metaNet = net?.network.name ?? (all.length === 1 ? all[0].network.name : undefined);
+    const metaView = net ?? (all.length === 1 ? all[0] : undefined);
+    const metaNet = metaView?.network.name;
     c = {
       allowed: this.acl.allows(address), group, upstreams: own ?? this.opts.upstreams, metaNet, trustAd: !own && !!this.opts.trustUpstreamAd,
+      googleName: metaView !== undefined && metaView.network.dnsGoogleInternal !== false,
       forwardVariant: `f${group}`, metaVariant: metaNet === undefined ? undefined : `m${metaNet}`,
     };
     if (this.clients.size >= MAX_CLIENTS) this.clients = new Map();

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Registry as PromRegistry } from 'prom-client';
 import type { Registry } from '../registry/registry.js';
 import { Acl, LOOPBACK } from './acl.js';
+import type { ChaosIdentity } from './chaos.js';
 import { parseUpstreams } from './forwarder.js';
 import { DnsMetrics } from './metrics.js';
 import { Responder } from './responder.js';
@@ -31,6 +32,8 @@ export interface DnsServerOptions {
   forwardRetransmitMs?: number;
   /** Pass the global upstreams' AD bit on (they validate, and the path to them is trusted). */
   trustUpstreamAd?: boolean;
+  /** CHAOS-class version.bind / id.server answers; unset ones are REFUSED. */
+  chaos?: ChaosIdentity;
 }
 
 export interface DnsServer {
@@ -50,6 +53,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     forwardTimeoutMs: opts.forwardTimeoutMs,
     forwardRetransmitMs: opts.forwardRetransmitMs,
     trustUpstreamAd: opts.trustUpstreamAd,
+    chaos: opts.chaos,
   });
   const udp: Socket[] = [];
   const tcp: { server: Server; connections: Set<TcpSocket> }[] = [];

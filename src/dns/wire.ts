@@ -7,6 +7,7 @@
 export const TYPE = { A: 1, NS: 2, SOA: 6, PTR: 12, AAAA: 28, OPT: 41, RRSIG: 46, NSEC: 47, NSEC3: 50, IXFR: 251, AXFR: 252, ANY: 255 } as const;
 export const CLASS_IN = 1;
 export const CLASS_ANY = 255;
+export const CLASS_CH = 3;
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 /** Extended RCODE 16 (BADVERS): its upper 8 bits go in the OPT TTL, its lower 4 (zero) in the header. */
 export const RCODE_BADVERS = 16;
@@ -128,7 +129,32 @@ export function readName(buf: Uint8Array, off: number): string | undefined {
   return undefined;
 }
 
-/** Parses a query's header, question and OPT. Never throws. */
+/** EDNS option codes this parser checks the shape of. */
+const OPTION_COOKIE = 10;
+
+/**
+ * Why the options of an OPT are malformed, or undefined when they are well formed: an option
+ * running past the OPT's RDATA, or a COOKIE that is neither a client cookie alone (8 bytes) nor
+ * one with a server cookie (16 to 40 bytes) (RFC 6891 §6.1.2, RFC 7873 §5.2.2).
+ */
+export function badOptions(buf: Uint8Array, start: number, end: number): string | undefined {
+  for (let off = start; off < end; ) {
+    if (off + 4 > end) return 'EDNS option header overruns the OPT';
+    const code = (buf[off] << 8) | buf[off + 1];
+    const len = (buf[off + 2] << 8) | buf[off + 3];
+    off += 4;
+    if (off + len > end) return 'EDNS option overruns the OPT';
+    if (code === OPTION_COOKIE && (len < 8 || (len > 8 && len < 16) || len > 40)) return `COOKIE of ${len} bytes`;
+    off += len;
+  }
+  return undefined;
+}
+
+/**
+ * Parses a query's header, question and OPT. Never throws. The whole message is walked first,
+ * so that every error answer carries an OPT when the query had one (RFC 6891 §7) and bytes
+ * past the last record are refused (FORMERR), not silently ignored.
+ */
 export function parseQuery(buf: Uint8Array): ParseResult {
   if (buf.length < HEADER_LEN) return { ok: false, silent: true, reason: 'short header' };
   const id = (buf[0] << 8) | buf[1];
@@ -139,40 +165,60 @@ export function parseQuery(buf: Uint8Array): ParseResult {
   const an = (buf[6] << 8) | buf[7];
   const ns = (buf[8] << 8) | buf[9];
   const ar = (buf[10] << 8) | buf[11];
-  const fail = (rcode: number, reason: string, questionEnd?: number, ednsPayload?: number) =>
-    ({ ok: false as const, silent: false as const, rcode, id, flags, questionEnd, ednsPayload, reason });
-  if (opcode !== 0) return fail(RCODE.NOTIMP, `opcode ${opcode}`);
-  if (qd !== 1) return fail(RCODE.FORMERR, `qdcount ${qd}`);
-  const nameEnd = skipQname(buf, HEADER_LEN);
-  if (nameEnd < 0 || nameEnd + 4 > buf.length) return fail(RCODE.FORMERR, 'bad question');
-  const questionEnd = nameEnd + 4;
-  const qtype = (buf[nameEnd] << 8) | buf[nameEnd + 1];
-  const qclass = (buf[nameEnd + 2] << 8) | buf[nameEnd + 3];
-  if (an !== 0 || ns !== 0) return fail(RCODE.FORMERR, 'records in a query', questionEnd);
+
+  let questionEnd: number | undefined;
+  let malformed: string | undefined;
+  let off = HEADER_LEN;
+  for (let i = 0; i < qd && !malformed; i++) {
+    const end = i === 0 ? skipQname(buf, off) : skipName(buf, off);
+    if (end < 0 || end + 4 > buf.length) malformed = 'bad question';
+    else off = end + 4;
+    if (i === 0 && !malformed) questionEnd = off;
+  }
   let ednsPayload: number | undefined;
   let ednsVersion = 0;
   let dnssecOk = false;
-  let off = questionEnd;
-  for (let i = 0; i < ar; i++) {
+  for (let i = 0; i < an + ns + ar && !malformed; i++) {
     const nameAt = off;
     off = skipName(buf, off);
-    if (off < 0 || off + 10 > buf.length) return fail(RCODE.FORMERR, 'bad additional record', questionEnd);
+    if (off < 0 || off + 10 > buf.length) {
+      malformed = 'bad record';
+      break;
+    }
     const type = (buf[off] << 8) | buf[off + 1];
     const rdlen = (buf[off + 8] << 8) | buf[off + 9];
-    if (off + 10 + rdlen > buf.length) return fail(RCODE.FORMERR, 'additional record overruns', questionEnd);
-    if (type === TYPE.OPT) {
-      if (ednsPayload !== undefined || buf[nameAt] !== 0) return fail(RCODE.FORMERR, 'bad or repeated OPT', questionEnd);
-      ednsPayload = Math.max(512, (buf[off + 2] << 8) | buf[off + 3]);
-      ednsVersion = buf[off + 5];
-      dnssecOk = (buf[off + 6] & 0x80) !== 0;
+    if (off + 10 + rdlen > buf.length) {
+      malformed = 'record overruns the message';
+      break;
+    }
+    if (type === TYPE.OPT && i >= an + ns) {
+      if (ednsPayload !== undefined) malformed = 'repeated OPT';
+      else {
+        ednsPayload = Math.max(512, (buf[off + 2] << 8) | buf[off + 3]);
+        ednsVersion = buf[off + 5];
+        dnssecOk = (buf[off + 6] & 0x80) !== 0;
+        malformed = buf[nameAt] !== 0 ? 'OPT owner is not the root' : badOptions(buf, off + 10, off + 10 + rdlen);
+      }
     }
     off += 10 + rdlen;
   }
-  if (ednsVersion !== 0) return fail(RCODE_BADVERS, `EDNS version ${ednsVersion}`, questionEnd, ednsPayload);
-  if (qclass !== CLASS_IN && qclass !== CLASS_ANY) return fail(RCODE.NOTIMP, `class ${qclass}`, questionEnd, ednsPayload);
+  if (!malformed && off !== buf.length) malformed = 'bytes after the last record';
+
+  const fail = (rcode: number, reason: string) =>
+    ({ ok: false as const, silent: false as const, rcode, id, flags, questionEnd: qd === 1 ? questionEnd : undefined, ednsPayload, reason });
+  if (malformed) return fail(RCODE.FORMERR, malformed);
+  if (opcode !== 0) return fail(RCODE.NOTIMP, `opcode ${opcode}`);
+  if (qd !== 1) return fail(RCODE.FORMERR, `qdcount ${qd}`);
+  if (an !== 0 || ns !== 0) return fail(RCODE.FORMERR, 'records in a query');
+  if (ednsVersion !== 0) return fail(RCODE_BADVERS, `EDNS version ${ednsVersion}`);
+  const nameEnd = questionEnd! - 4;
   return {
     ok: true,
-    query: { id, flags, opcode, questionEnd, qname: readQname(buf, HEADER_LEN), qtype, qclass, ednsPayload, ednsVersion, dnssecOk },
+    query: {
+      id, flags, opcode, questionEnd: questionEnd!, qname: readQname(buf, HEADER_LEN),
+      qtype: (buf[nameEnd] << 8) | buf[nameEnd + 1], qclass: (buf[nameEnd + 2] << 8) | buf[nameEnd + 3],
+      ednsPayload, ednsVersion, dnssecOk,
+    },
   };
 }
 

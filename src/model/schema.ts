@@ -54,6 +54,10 @@ export const NetworkSchema = z.object({
   /** Placement served to every VM of the network; defaults in placement.ts (placementOf). */
   region: z.string().optional(),
   zone: z.string().optional(),
+  /** DNS: answer this network's names and PTRs to any client (default: only served networks and the ACL). */
+  dnsPublic: z.boolean().optional(),
+  /** DNS: answer `metadata.google.internal` with the metadata addresses (default true). */
+  dnsGoogleInternal: z.boolean().optional(),
 }).strict().superRefine((n, ctx) => {
   const placement = placementProblem(n.region, n.zone);
   if (placement) ctx.addIssue({ code: 'custom', path: [placement.field], message: placement.message });
