@@ -10,7 +10,8 @@ import type { ChaosIdentity } from './chaos.js';
 import { parseUpstreams } from './forwarder.js';
 import { DnsMetrics } from './metrics.js';
 import { Responder } from './responder.js';
-import { listenTcp, listenUdp } from './transports.js';
+import { TCP_DEFAULTS, listenTcp, type TcpLimits } from './tcp.js';
+import { listenUdp } from './transports.js';
 
 export interface DnsServerOptions {
   registry: Registry;
@@ -34,6 +35,8 @@ export interface DnsServerOptions {
   trustUpstreamAd?: boolean;
   /** CHAOS-class version.bind / id.server answers; unset ones are REFUSED. */
   chaos?: ChaosIdentity;
+  /** TCP connection bounds (tests shrink them); see tcp.ts. */
+  tcpLimits?: Partial<TcpLimits>;
 }
 
 export interface DnsServer {
@@ -68,7 +71,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       // "::" alone is dual-stack; beside an IPv4 listener on the same port it must be IPv6-only.
       const ipv6Only = opts.listen.some((o) => o.port === port && !o.host.includes(':'));
       udp.push(await listenUdp(host, port, ipv6Only, responder, log));
-      tcp.push(await listenTcp(host, port, ipv6Only, responder, log));
+      tcp.push(await listenTcp(host, port, ipv6Only, responder, log, { ...TCP_DEFAULTS, ...opts.tcpLimits }));
     }
   } catch (err) {
     await close();

@@ -1,13 +1,7 @@
-// Sockets: UDP (hot path first, then the full path) and TCP with RFC 1035 two-byte length
-// framing (RFC 7766: several queries per connection, answers possibly out of order).
+// The UDP socket: hot path first, then the full path. TCP is in tcp.ts.
 import { createSocket, type Socket } from 'node:dgram';
-import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Responder } from './responder.js';
-
-const TCP_IDLE_MS = 10_000;
-const TCP_MAX_CONNECTIONS = 512;
-const TCP_MAX_INFLIGHT = 64;
 
 export async function listenUdp(host: string, port: number, ipv6Only: boolean, responder: Responder, log: Logger): Promise<Socket> {
   const v6 = host.includes(':');
@@ -39,53 +33,6 @@ export async function listenUdp(host: string, port: number, ipv6Only: boolean, r
     });
   });
   return sock;
-}
-
-export async function listenTcp(host: string, port: number, ipv6Only: boolean, responder: Responder, log: Logger): Promise<{ server: Server; connections: Set<TcpSocket> }> {
-  const connections = new Set<TcpSocket>();
-  const server = createServer({ noDelay: true }, (conn) => {
-    if (connections.size >= TCP_MAX_CONNECTIONS) {
-      conn.destroy();
-      return;
-    }
-    connections.add(conn);
-    conn.setTimeout(TCP_IDLE_MS, () => conn.destroy());
-    conn.on('close', () => connections.delete(conn));
-    conn.on('error', () => conn.destroy());
-    const address = conn.remoteAddress ?? '';
-    let pending = Buffer.alloc(0);
-    let inflight = 0;
-    conn.on('data', (chunk) => {
-      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      while (pending.length >= 2) {
-        const len = pending.readUInt16BE(0);
-        if (pending.length < 2 + len) break;
-        const msg = Buffer.from(pending.subarray(2, 2 + len));
-        pending = pending.subarray(2 + len);
-        if (++inflight > TCP_MAX_INFLIGHT) {
-          conn.destroy();
-          return;
-        }
-        responder.respond(msg, address, 'tcp').then((out) => {
-          inflight--;
-          if (!out || conn.destroyed) return;
-          const frame = Buffer.allocUnsafe(2 + out.length);
-          frame.writeUInt16BE(out.length, 0);
-          out.copy(frame, 2);
-          conn.write(frame);
-        }, () => inflight--);
-      }
-    });
-  });
-  server.on('error', (err) => log.warn({ err: err.message, host, port }, 'dns tcp server error'));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port, ipv6Only: host.includes(':') && ipv6Only }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return { server, connections };
 }
 
 function swallow(): void { /* a send to a vanished client is not our problem */ }
