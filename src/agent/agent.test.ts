@@ -11,7 +11,8 @@ import { silentLogger } from '../log.js';
 import { startAgent, type Agent, type AgentOptions } from './agent.js';
 import { isOurQemu, probeAccel, readPid, vmFiles } from './qemu.js';
 import { qmpCommand } from './qmp.js';
-import { tapName } from './names.js';
+import { bridgeMac, tapName } from './names.js';
+import { ensureQemuUser, QEMU_USER } from '../../test/support/qemu-user.js';
 import { TABLE } from './nft.js';
 import { VmStateSchema, HostSchema } from '../model/schema.js';
 
@@ -38,6 +39,8 @@ describe('agent', () => {
   let agent: Agent | undefined;
   let base: AgentOptions;
   const key = 'lab/web1';
+  const MAC = '52:54:00:aa:00:01';
+  let uid: number;
 
   const state = async () => {
     const e = await ts.store.kv.get(ts.store.keys.vmState('lab', 'web1'));
@@ -45,16 +48,17 @@ describe('agent', () => {
   };
 
   beforeAll(async () => {
+    uid = ensureQemuUser();
     ts = etcdTestStore();
     ns = await Netns.create('ucagt');
     stateDir = mkdtempSync(join(tmpdir(), 'uct-agent-'));
     base = {
-      store: ts.store, host: 'hv1', stateDir, accel: 'tcg', log: silentLogger(),
-      qemu: ns.wrapper('qemu-system-x86_64'), ip: ns.wrapper('ip'), nft: ns.wrapper('nft'),
+      store: ts.store, host: 'hv1', stateDir, accel: 'tcg', log: silentLogger(), imageDirs: [], user: QEMU_USER,
+      qemu: ns.wrapper('qemu-system-x86_64'), ip: ns.wrapper('ip'), nft: ns.wrapper('nft'), cat: ns.wrapper('cat'),
       sweepMs: 200, stopTimeoutMs: 1000, backoffMs: 200, heartbeatTtlSeconds: 2,
     };
     await ts.writer.addNetwork({ name: 'lab', prefix6: 'fd00:7::/64', domain: 'lab.example', metadata6: 'fd00:7::53' });
-    await ts.writer.addVm({ name: 'web1', network: 'lab', host: 'hv1', mac: '52:54:00:aa:00:01', resources: { memoryMiB: 64, cpus: 1 } });
+    await ts.writer.addVm({ name: 'web1', network: 'lab', host: 'hv1', mac: MAC, resources: { memoryMiB: 64, cpus: 1 } });
     await ts.writer.addVm({ name: 'db1', network: 'lab', host: 'hv2', mac: '52:54:00:aa:00:02', resources: { memoryMiB: 64, cpus: 1 } });
   });
 
@@ -81,10 +85,27 @@ describe('agent', () => {
     expect(await ts.store.kv.get(ts.store.keys.vmState('lab', 'db1'))).toBeUndefined();
     expect(existsSync(join(stateDir, 'lab', 'db1'))).toBe(false);
 
-    const tap = tapName('lab', 'web1');
-    expect(tap.length).toBeLessThanOrEqual(15);
-    const link = JSON.parse(await ns.ip(['-j', 'link', 'show', tap]))[0];
+    const tap = tapName(MAC);
+    expect(tap).toBe('uc525400aa0001');
+    const link = JSON.parse(await ns.ip(['-d', '-j', 'link', 'show', tap]))[0];
     expect(link.master).toBe('br-lab');
+    expect(link.ifalias).toBe('uncloud-agent:lab/web1');
+    expect(link.address).toMatch(/^fe:/); // never the lowest port of a bridge
+    expect(link.linkinfo.info_data.user).toBe(QEMU_USER); // the tap belongs to qemu's user
+    const bridge = JSON.parse(await ns.ip(['-j', 'link', 'show', 'br-lab']))[0];
+    expect(bridge.address).toBe(bridgeMac('hv1', 'lab'));
+    expect((await ns.exec('cat', ['/sys/class/net/br-lab/addr_assign_type'])).trim()).toBe('3'); // set, not inherited
+
+    // qemu runs as the unprivileged user, under seccomp, with the VM's id and NoCloud hints.
+    const status = readFileSync(`/proc/${s!.pid}/status`, 'utf8');
+    expect(/^Uid:\s+(.*)$/m.exec(status)![1].split(/\s+/)).toEqual([String(uid), String(uid), String(uid), String(uid)]);
+    expect(/^CapEff:\s+(\w+)/m.exec(status)![1]).toBe('0000000000000000');
+    expect(/^Seccomp:\s+(\d)/m.exec(status)![1]).toBe('2');
+    const argv = readFileSync(`/proc/${s!.pid}/cmdline`, 'utf8').split('\0');
+    const vm = await ts.writer.findVm('web1', 'lab');
+    expect(argv[argv.indexOf('-uuid') + 1]).toBe(vm.vm.id);
+    expect(argv[argv.indexOf('-smbios') + 1]).toBe('type=1,manufacturer=uncloud,product=uncloud-metadata,serial=ds=nocloud-net;s=http://[fd00:7::53]/nocloud/');
+    expect(argv[argv.indexOf('-runas') + 1]).toBe(QEMU_USER);
     const rules = await ns.exec('nft', ['list', 'table', 'bridge', TABLE]);
     expect(rules).toContain(`iifname "${tap}"`);
     expect(rules).toContain('ether saddr != 52:54:00:aa:00:01');
@@ -137,7 +158,7 @@ describe('agent', () => {
 
   it('stops the VM, removes its tap, rules and state when it moves to another host', async () => {
     const pid = (await state())!.pid!;
-    const tap = tapName('lab', 'web1');
+    const tap = tapName(MAC);
     await ts.writer.setVm('web1', 'lab', { host: 'hv9' });
     await eventually(() => !isOurQemu(pid, key), 15_000);
     await eventually(async () => !(await state()), 10_000);
@@ -150,8 +171,9 @@ describe('agent', () => {
 
   it('removes a tap left unlabelled by an agent killed between creating and labelling it', async () => {
     // What the killed agent left: the VM's directory (written before the tap) and a bare tap.
-    const tap = tapName('lab', 'gone1');
+    const tap = tapName('52:54:00:aa:00:99');
     mkdirSync(join(stateDir, 'lab', 'gone1'), { recursive: true });
+    writeFileSync(vmFiles(join(stateDir, 'lab', 'gone1')).tap, tap);
     await ns.ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
     await agent?.stop();
     agent = await startAgent(base);
@@ -159,4 +181,28 @@ describe('agent', () => {
     await eventually(() => !existsSync(join(stateDir, 'lab', 'gone1')), 5000);
     expect(readdirSync(join(stateDir, '.retired')).some((d) => d.startsWith('lab-gone1-'))).toBe(true);
   }, 60_000);
+
+  it('moves a VM still running on a tap under the old naming to its new tap, and deletes the old one', async () => {
+    // What an upgrade finds: the VM's qemu on a tap named by the old scheme, labelled for it.
+    await ts.writer.setVm('web1', 'lab', { host: 'hv1' });
+    const before = await eventually(async () => { const v = await state(); return v?.state === 'running' ? v : undefined; }, 20_000);
+    await agent!.stop();
+    agent = undefined;
+    const old = 'ucweb1-4bf145';
+    await ns.ip(['tuntap', 'add', 'dev', old, 'mode', 'tap']);
+    await ns.ip(['link', 'set', 'dev', old, 'alias', 'uncloud-agent:lab/web1', 'master', 'br-lab', 'up']);
+    const specPath = vmFiles(join(stateDir, 'lab', 'web1')).spec;
+    writeFileSync(specPath, JSON.stringify({ ...JSON.parse(readFileSync(specPath, 'utf8')), tap: old }));
+    agent = await startAgent(base);
+    const after = await eventually(async () => { const v = await state(); return v?.state === 'running' && v.pid !== before!.pid ? v : undefined; }, 20_000);
+    expect(isOurQemu(before!.pid!, key)).toBe(false);
+    const argv = readFileSync(`/proc/${after!.pid}/cmdline`, 'utf8');
+    expect(argv).toContain(`"ifname":"${tapName(MAC)}"`);
+    await eventually(async () => !(await ns.ip(['-j', 'link', 'show']).then((o) => o.includes(`"${old}"`))), 10_000);
+    expect(await ns.exec('nft', ['list', 'table', 'bridge', TABLE])).not.toContain(old);
+  }, 60_000);
+
+  it('refuses to start, in one line, when agent.user does not exist', async () => {
+    await expect(startAgent({ ...base, user: 'uncloud-nosuchuser' })).rejects.toThrow(/^agent\.user "uncloud-nosuchuser" does not exist on this host: create it with useradd [^\n]*$/);
+  });
 });

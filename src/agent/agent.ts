@@ -2,21 +2,23 @@
 // and makes the host match: bridge, tap, nftables, qemu. Reconciliation runs on every registry
 // change, one pass at a time, and is idempotent, so the agent is safe to restart at any moment:
 // running VMs are adopted by pidfile, never duplicated. A slow sweep only notices dead qemus.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { OpenedStore } from '../store/open.js';
 import { Registry, type VmView } from '../registry/registry.js';
 import { parsePrefix } from '../model/ip.js';
 import { eui64Address } from '../model/eui64.js';
-import { bridgeName, tapName, vmDir } from './names.js';
+import { bridgeMac, bridgeName, tapHostMac, tapName, vmDir } from './names.js';
 import { Links } from './links.js';
 import { applyRuleset, renderRuleset, type TapPolicy } from './nft.js';
-import { probeAccel, type Accel, type QemuSpec } from './qemu.js';
+import { probeAccel, vmFiles, type Accel, type QemuSpec } from './qemu.js';
+import { resolveImageDirs } from './images.js';
+import { lookupUser } from './user.js';
 import { Heartbeat } from './heartbeat.js';
 import type { Managed } from './managed.js';
 import { VmStateWriter } from './state-writer.js';
 import { VmLifecycle } from './lifecycle.js';
-import { Retirer } from './retire.js';
+import { Retirer, recordedTap } from './retire.js';
 import { Counter, Gauge } from 'prom-client';
 
 export interface AgentOptions {
@@ -25,10 +27,17 @@ export interface AgentOptions {
   host: string;
   /** Per-VM directories (console.log, qmp.sock, qemu.pid) live under it. */
   stateDir: string;
+  /** agent.imageDirs: disks, kernels and initrds must resolve to regular files inside one of them. */
+  imageDirs: string[];
+  /** agent.user: qemu drops to it (-runas) and owns the taps. The agent refuses to start without it. */
+  user: string;
   accel?: Accel;
   qemu?: string;
+  qemuImg?: string;
   nft?: string;
   ip?: string;
+  /** Reads a sysfs file (default: directly); tests pass a wrapper that runs `cat` in their namespace. */
+  cat?: string;
   log: Logger;
   /** How often to look for qemus that died (default 5 s). */
   sweepMs?: number;
@@ -57,11 +66,14 @@ function packageVersion(): string {
 }
 
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
+  const qemuUser = await lookupUser(opts.user); // throws NoSuchUser: one line, nothing started
+  const imageDirs = resolveImageDirs(opts.imageDirs);
+  if (imageDirs.length < opts.imageDirs.length) opts.log.warn({ configured: opts.imageDirs, usable: imageDirs }, 'some agent.imageDirs are not existing absolute directories; nothing inside them can boot');
   const qemu = opts.qemu ?? 'qemu-system-x86_64';
   const accel = opts.accel ?? await probeAccel(qemu);
-  opts.log.info({ host: opts.host, accel }, 'agent starting');
+  opts.log.info({ host: opts.host, accel, user: opts.user, imageDirs }, 'agent starting');
   const registry = new Registry({ prefix: opts.store.keys.prefix, log: opts.log });
-  const agent = new HostAgent(opts, registry, qemu, accel);
+  const agent = new HostAgent(opts, registry, qemu, accel, qemuUser.uid, imageDirs);
   registry.on('change', () => agent.schedule());
   const source = opts.store.source(opts.log);
   await source.start(registry);
@@ -84,6 +96,8 @@ class HostAgent {
   private readonly retirer: Retirer;
   private readonly managed = new Map<string, Managed>();
   private appliedRules?: string;
+  /** Bridges already warned about (no fixed MAC), once each. */
+  private readonly floatingWarned = new Set<string>();
   private running?: Promise<void>;
   private again = false;
   private stopped = false;
@@ -92,13 +106,16 @@ class HostAgent {
 
   private readonly actions?: Counter<'action'>;
 
-  constructor(private readonly opts: AgentOptions, private readonly registry: Registry, qemu: string, accel: Accel) {
+  constructor(
+    private readonly opts: AgentOptions, private readonly registry: Registry, qemu: string, accel: Accel,
+    private readonly qemuUid: number, imageDirs: string[],
+  ) {
     if (opts.metrics) {
       this.actions = new Counter({ name: 'uncloud_metadata_agent_actions_total', help: 'reconcile actions by kind', labelNames: ['action'], registers: [opts.metrics] });
       const managed = this.managed;
       new Gauge({ name: 'uncloud_metadata_agent_vms', help: 'VMs this agent manages', registers: [opts.metrics], collect() { this.set(managed.size); } });
     }
-    this.links = new Links(opts.ip);
+    this.links = new Links(opts.ip, opts.cat);
     this.heartbeat = new Heartbeat({
       kv: opts.store.kv, keys: opts.store.keys, host: opts.host, version: packageVersion(),
       ttlSeconds: opts.heartbeatTtlSeconds, log: opts.log,
@@ -106,7 +123,7 @@ class HostAgent {
     const stopTimeoutMs = opts.stopTimeoutMs ?? 30_000;
     this.states = new VmStateWriter(opts.store, opts.host, opts.log);
     this.lifecycle = new VmLifecycle({
-      host: opts.host, qemu, accel, registry, states: this.states, log: opts.log, stopTimeoutMs,
+      host: opts.host, qemu, accel, registry, imageDirs, qemuImg: opts.qemuImg, states: this.states, log: opts.log, stopTimeoutMs,
       backoffMs: opts.backoffMs ?? 1000, actions: this.actions, wakeAt: (at) => this.wakeAt(at),
     });
     this.retirer = new Retirer({
@@ -169,17 +186,23 @@ class HostAgent {
     // 1. Retire what is no longer ours: isolate at once (tap down), power down in the background.
     const retired = await this.retirer.retire(new Set(desired.keys()), this.managed);
     for (const key of retired) this.managed.delete(key);
+    // Taps under a name a VM no longer uses (older naming, changed MAC) go down before the rules
+    // that covered them are replaced.
+    for (const v of desired.values()) this.track(v);
+    const staleTaps = await this.retirer.retireStaleTaps(new Map([...desired.keys()].map((k) => [k, this.managed.get(k)!])));
 
     // 2. Links for every desired VM.
     const ready: VmView[] = [];
     for (const v of desired.values()) {
       const m = this.track(v);
       try {
-        // The VM's directory is the durable mark that this host owns its tap: a tap created
-        // before its alias label (an agent killed in between) is still found and removed.
+        // The VM's directory records its tap before the tap exists: a tap created before its
+        // alias label (an agent killed in between) is still known to be ours, found and removed.
         mkdirSync(m.dir, { recursive: true });
-        await this.links.ensureBridge(bridgeName(v.network));
-        await this.links.ensureTap(m.tap, bridgeName(v.network), v.key);
+        const recorded = recordedTap(m.dir) === m.tap;
+        if (!recorded) writeFileSync(vmFiles(m.dir).tap, m.tap);
+        await this.ensureBridge(v);
+        await this.links.ensureTap(m.tap, bridgeName(v.network), v.key, { uid: this.qemuUid, mac: tapHostMac(v.vm.mac), recorded });
         ready.push(v);
       } catch (err) {
         await this.lifecycle.fail(m, `network setup: ${(err as Error).message}`);
@@ -207,6 +230,18 @@ class HostAgent {
       await this.lifecycle.ensureRunning(m, this.spec(v, m));
     }
     await this.heartbeat.setVmCount([...this.managed.values()].filter((m) => m.state === 'running').length);
+    if (staleTaps) this.schedule(); // the VMs moved to their new taps: delete the old ones
+  }
+
+  /** The network's bridge, created with a fixed MAC; one warning for an existing bridge without one. */
+  private async ensureBridge(v: VmView): Promise<void> {
+    const name = bridgeName(v.network);
+    const how = await this.links.ensureBridge(name, bridgeMac(this.opts.host, v.network.name));
+    if (how === 'floating' && !this.floatingWarned.has(name)) {
+      this.floatingWarned.add(name);
+      this.opts.log.warn({ bridge: name, network: v.network.name },
+        'bridge has no fixed MAC: it takes its lowest port\'s MAC, which can change and leave guests\' neighbour entries for the metadata address stale; set one (ip link set dev BRIDGE address ...)');
+    }
   }
 
   private track(v: VmView): Managed {
@@ -216,13 +251,14 @@ class HostAgent {
       m = {
         key: v.key, network: v.vm.network, name: v.vm.name,
         dir: vmDir(this.opts.stateDir, v.vm.network, v.vm.name),
-        tap: tapName(v.vm.network, v.vm.name),
+        tap: tapName(v.vm.mac),
         state: 'starting', since: new Date().toISOString(),
         restarts: prev?.host === this.opts.host ? prev.restarts : 0,
         failures: 0, notBefore: 0, startedAt: 0,
       };
       this.managed.set(v.key, m);
     }
+    m.tap = tapName(v.vm.mac); // a changed MAC means a new tap (the old one is retired)
     return m;
   }
 
@@ -232,7 +268,7 @@ class HostAgent {
       if (other.key !== v.key && other.vm.network === v.vm.network) foreign6.push(...other.addresses6);
     }
     return {
-      tap: tapName(v.vm.network, v.vm.name),
+      tap: tapName(v.vm.mac),
       mac: v.vm.mac,
       linkLocal: eui64Address(parsePrefix('fe80::/64', 6)!, v.vm.mac),
       own6: v.addresses6,
@@ -245,8 +281,11 @@ class HostAgent {
   private spec(v: VmView, m: Managed): QemuSpec {
     const r = v.vm.resources;
     return {
-      key: v.key, dir: m.dir, tap: m.tap, mac: v.vm.mac, memoryMiB: r.memoryMiB, cpus: r.cpus,
-      disk: r.disk, kernel: r.kernel, initrd: r.initrd, cmdline: r.cmdline,
+      key: v.key, id: v.vm.id, dir: m.dir, tap: m.tap, mac: v.vm.mac, memoryMiB: r.memoryMiB, cpus: r.cpus,
+      // A record from before --disk-format: the format its name says, never probed from its bytes.
+      disk: r.disk, diskFormat: r.disk ? r.diskFormat ?? (/\.qcow2$/i.test(r.disk) ? 'qcow2' : 'raw') : undefined,
+      kernel: r.kernel, initrd: r.initrd, cmdline: r.cmdline,
+      metadata6: v.network.metadata6, user: this.opts.user,
     };
   }
 

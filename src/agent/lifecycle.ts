@@ -7,12 +7,16 @@ import type { Registry } from '../registry/registry.js';
 import type { VmStateWriter } from './state-writer.js';
 import { backoffDelay, type Managed } from './managed.js';
 import { isOurQemu, launchQemu, readPid, readSpec, specText, stopQemu, type Accel, type QemuSpec } from './qemu.js';
+import { ImageRefused, planLaunch } from './images.js';
 
 export interface LifecycleOptions {
   host: string;
   qemu: string;
   accel: Accel;
   registry: Registry;
+  /** Resolved agent.imageDirs: where disks, kernels and initrds may come from. */
+  imageDirs: string[];
+  qemuImg?: string;
   states: VmStateWriter;
   log: Logger;
   stopTimeoutMs: number;
@@ -53,8 +57,16 @@ export class VmLifecycle {
       return;
     }
     m.state = 'starting';
+    let plan;
     try {
-      m.pid = await launchQemu(this.opts.qemu, spec, this.opts.accel);
+      plan = await planLaunch(spec, this.opts.imageDirs, this.opts.qemuImg);
+    } catch (err) {
+      if (!(err instanceof ImageRefused)) throw err;
+      await this.fail(m, err.message);
+      return;
+    }
+    try {
+      m.pid = await launchQemu(this.opts.qemu, plan, this.opts.accel);
       m.state = 'running';
       m.since = new Date().toISOString();
       m.startedAt = Date.now();

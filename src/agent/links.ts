@@ -1,14 +1,35 @@
-// The host's links for VMs: the network's bridge (created when missing, an existing one is
-// accepted as-is) and one persistent tap per VM, labelled with an alias so the agent can find
-// its own taps again after a restart and never touches anybody else's.
+// The host's links for VMs: the network's bridge (created with a fixed MAC when missing; an
+// existing one is accepted as-is) and one persistent tap per VM, owned by qemu's user, with a
+// fe: MAC, labelled with an alias so the agent finds its own taps again after a restart and
+// never touches anybody else's.
+import { readFileSync } from 'node:fs';
 import { run, CommandError } from './exec.js';
 
 export const TAP_ALIAS_PREFIX = 'uncloud-agent:';
 
-interface IpLink { ifname: string; ifalias?: string; master?: string; operstate?: string }
+interface IpLink { ifname: string; ifalias?: string; master?: string; operstate?: string; address?: string }
+
+/** A tap exists under the name the agent wants, but it is not this VM's: never merged, never deleted. */
+export class TapTaken extends Error {}
+
+export interface TapOptions {
+  /** Owner of the tap device: qemu's user. */
+  uid: number;
+  /** The host side's MAC (fe:...). */
+  mac: string;
+  /**
+   * This VM's directory recorded the tap before it was created: an unlabelled tap of that name
+   * is one the agent made and was killed before labelling.
+   */
+  recorded: boolean;
+}
 
 export class Links {
-  constructor(private readonly ip = 'ip') {}
+  /**
+   * @param ip the `ip` binary
+   * @param cat reads a sysfs file (`cat`); in tests a wrapper that runs it in the namespace
+   */
+  constructor(private readonly ip = 'ip', private readonly cat?: string) {}
 
   async show(name: string): Promise<IpLink | undefined> {
     try {
@@ -20,31 +41,65 @@ export class Links {
     }
   }
 
-  async ensureBridge(name: string): Promise<void> {
+  /**
+   * Creates the bridge with `mac` when missing; returns 'created', 'fixed' (exists with a MAC set
+   * explicitly) or 'floating' (exists and takes its lowest port's MAC: it can change).
+   */
+  async ensureBridge(name: string, mac: string): Promise<'created' | 'fixed' | 'floating' | 'unknown'> {
+    let how: 'created' | 'fixed' | 'floating' | 'unknown' = 'created';
     if (!(await this.show(name))) {
-      await this.ipRun(['link', 'add', 'name', name, 'type', 'bridge']).catch(async (err) => {
+      await this.ipRun(['link', 'add', 'name', name, 'address', mac, 'type', 'bridge']).catch(async (err) => {
         if (!(await this.show(name))) throw err; // lost a race with someone creating it: fine
+        how = await this.macAssignment(name);
       });
+    } else {
+      how = await this.macAssignment(name);
     }
     await this.ipRun(['link', 'set', 'dev', name, 'up']);
+    return how;
   }
 
-  /** Creates the tap if missing and (re)attaches it to the bridge, up. */
-  async ensureTap(tap: string, bridge: string, owner: string): Promise<void> {
-    const link = await this.show(tap);
-    if (!link) await this.ipRun(['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
-    if (link?.ifalias !== `${TAP_ALIAS_PREFIX}${owner}`) await this.ipRun(['link', 'set', 'dev', tap, 'alias', `${TAP_ALIAS_PREFIX}${owner}`]);
+  /** addr_assign_type 3 (NET_ADDR_SET): the MAC was set explicitly and no port changes it. */
+  async macAssignment(name: string): Promise<'fixed' | 'floating' | 'unknown'> {
+    const path = `/sys/class/net/${name}/addr_assign_type`;
+    try {
+      const text = this.cat ? await run(this.cat, [path]) : readFileSync(path, 'utf8');
+      return text.trim() === '3' ? 'fixed' : 'floating';
+    } catch {
+      return 'unknown'; // not worth failing a VM over: the warning is advice
+    }
+  }
+
+  /** Creates the tap if missing and (re)attaches it to the bridge, up. Refuses a tap that is not this VM's. */
+  async ensureTap(tap: string, bridge: string, owner: string, o: TapOptions): Promise<void> {
+    const alias = `${TAP_ALIAS_PREFIX}${owner}`;
+    let link = await this.show(tap);
+    if (link && link.ifalias !== alias && !(link.ifalias === undefined && o.recorded)) {
+      throw new TapTaken(`tap ${tap} already exists and belongs to ${link.ifalias?.startsWith(TAP_ALIAS_PREFIX) ? link.ifalias.slice(TAP_ALIAS_PREFIX.length) : `someone else (alias ${JSON.stringify(link.ifalias ?? '')})`}`);
+    }
+    if (!link) {
+      await this.ipRun(['tuntap', 'add', 'dev', tap, 'mode', 'tap', 'user', String(o.uid)]);
+      link = await this.show(tap);
+    }
+    if (link?.ifalias !== alias) await this.ipRun(['link', 'set', 'dev', tap, 'alias', alias]);
+    if (link?.address !== o.mac) await this.ipRun(['link', 'set', 'dev', tap, 'address', o.mac]);
     if (link?.master !== bridge) await this.ipRun(['link', 'set', 'dev', tap, 'master', bridge]);
     await this.ipRun(['link', 'set', 'dev', tap, 'up']);
   }
 
   /** Cuts a VM off the network at once (its qemu may take a while to power down). */
-  async setDown(tap: string): Promise<void> {
-    if (await this.show(tap)) await this.ipRun(['link', 'set', 'dev', tap, 'down']);
+  async setDown(tap: string, owner: string): Promise<void> {
+    if (await this.ours(tap, owner)) await this.ipRun(['link', 'set', 'dev', tap, 'down']);
   }
 
-  async removeTap(tap: string): Promise<void> {
-    if (await this.show(tap)) await this.ipRun(['link', 'del', 'dev', tap]);
+  /** Deletes the tap if it is `owner`'s (labelled so, or unlabelled: made by a killed agent). */
+  async removeTap(tap: string, owner: string): Promise<void> {
+    if (await this.ours(tap, owner)) await this.ipRun(['link', 'del', 'dev', tap]);
+  }
+
+  private async ours(tap: string, owner: string): Promise<boolean> {
+    const link = await this.show(tap);
+    return !!link && (link.ifalias === undefined || link.ifalias === `${TAP_ALIAS_PREFIX}${owner}`);
   }
 
   /** The agent's taps: name -> owner ("<network>/<name>"). */

@@ -1,67 +1,34 @@
-// Launching, finding and stopping one VM's qemu. qemu daemonizes itself and writes a pidfile,
-// so VMs outlive the agent; a restarted agent finds them again by pidfile plus the `-name` tag
-// in the process's command line (a reused pid never passes for our VM).
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdtempSync } from 'node:fs';
+// Launching, finding and stopping one VM's qemu. qemu runs detached and writes a pidfile, so
+// VMs outlive the agent; a restarted agent finds them again by pidfile plus the `-name` tag in
+// the process's command line (a reused pid never passes for our VM).
+import { accessSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { constants } from 'node:fs';
-import { accessSync } from 'node:fs';
 import { run, CommandError } from './exec.js';
 import { qmpCommand } from './qmp.js';
+import { qemuArgs, specText, vmFiles, type Accel, type LaunchPlan } from './qemu-args.js';
 
-export type Accel = 'kvm' | 'tcg';
+export { vmFiles, specText, type Accel, type QemuSpec, type LaunchPlan } from './qemu-args.js';
 
-export interface QemuSpec {
-  key: string; // "<network>/<name>"
-  dir: string;
-  tap: string;
-  mac: string;
-  memoryMiB: number;
-  cpus: number;
-  disk?: string;
-  kernel?: string;
-  initrd?: string;
-  cmdline?: string;
-}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export const vmFiles = (dir: string) => ({
-  console: join(dir, 'console.log'),
-  qmp: join(dir, 'qmp.sock'),
-  pid: join(dir, 'qemu.pid'),
-  spec: join(dir, 'spec.json'),
-});
-
-/** What identifies the running VM's configuration: a change means a restart. */
-export function specText(spec: QemuSpec): string {
-  const { key, tap, mac, memoryMiB, cpus, disk, kernel, initrd, cmdline } = spec;
-  return JSON.stringify({ key, tap, mac, memoryMiB, cpus, disk, kernel, initrd, cmdline });
-}
-
-export function qemuArgs(spec: QemuSpec, accel: Accel): string[] {
-  const f = vmFiles(spec.dir);
-  const args = [
-    '-name', `uncloud:${spec.key}`,
-    '-accel', accel, ...(accel === 'kvm' ? ['-cpu', 'host'] : []),
-    '-m', String(spec.memoryMiB), '-smp', String(spec.cpus),
-    '-nodefaults', '-no-user-config', '-display', 'none',
-    '-chardev', `file,id=serial0,path=${f.console},append=on`, '-serial', 'chardev:serial0',
-    '-qmp', `unix:${f.qmp},server=on,wait=off`,
-    '-pidfile', f.pid, '-daemonize',
-    '-netdev', `tap,id=net0,ifname=${spec.tap},script=no,downscript=no`,
-    '-device', `virtio-net-pci,netdev=net0,mac=${spec.mac}`,
-  ];
-  if (spec.kernel) {
-    args.push('-kernel', spec.kernel);
-    if (spec.initrd) args.push('-initrd', spec.initrd);
-    args.push('-append', spec.cmdline ?? 'console=ttyS0');
+/** The last line qemu wrote before it exited: its error. */
+function lastLine(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).pop() ?? '';
+  } catch {
+    return '';
   }
-  if (spec.disk) args.push('-drive', `file=${spec.disk},if=virtio${/\.qcow2$/.test(spec.disk) ? ',format=qcow2' : ''}`);
-  return args;
 }
 
-/** Starts the VM; resolves with its pid once qemu has daemonized (the guest is running). */
-export async function launchQemu(qemu: string, spec: QemuSpec, accel: Accel): Promise<number> {
+/**
+ * Starts the VM and resolves with its pid once it answers on QMP. qemu runs detached (its own
+ * session, output to qemu.out in the VM's directory), so it outlives the agent; it cannot
+ * daemonize itself under `-sandbox spawn=deny`.
+ */
+export async function launchQemu(qemu: string, plan: LaunchPlan, accel: Accel, timeoutMs = 60_000): Promise<number> {
+  const { spec } = plan;
   mkdirSync(spec.dir, { recursive: true });
   const f = vmFiles(spec.dir);
   rmSync(f.pid, { force: true });
@@ -69,10 +36,32 @@ export async function launchQemu(qemu: string, spec: QemuSpec, accel: Accel): Pr
   // The spec goes down first: an agent killed while qemu starts must find it, or its successor
   // would take the running VM for a changed one and restart it.
   writeFileSync(f.spec, specText(spec));
-  await run(qemu, qemuArgs(spec, accel), { timeoutMs: 60_000 });
-  const pid = readPid(spec.dir);
-  if (!pid) throw new Error(`qemu for ${spec.key} daemonized without writing ${f.pid}`);
-  return pid;
+  const out = openSync(f.output, 'w');
+  let exited: string | undefined;
+  try {
+    const child = spawn(qemu, qemuArgs(plan, accel), { detached: true, stdio: ['ignore', out, out] });
+    child.on('error', (err) => { exited = err.message; });
+    child.on('exit', (code, signal) => { exited = `exited ${signal ?? code}`; });
+    child.unref();
+  } finally {
+    closeSync(out);
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (exited !== undefined) throw new Error(lastLine(f.output) || `qemu ${exited}`);
+    const pid = readPid(spec.dir);
+    if (pid && existsSync(f.qmp)) {
+      try {
+        await qmpCommand(f.qmp, 'query-status', undefined, 2000);
+        return pid;
+      } catch { /* not listening yet */ }
+    }
+    if (Date.now() > deadline) {
+      if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      throw new Error(`qemu for ${spec.key} did not answer on QMP within ${timeoutMs} ms`);
+    }
+    await sleep(50);
+  }
 }
 
 export function readPid(dir: string): number | undefined {
@@ -102,8 +91,6 @@ export function isOurQemu(pid: number, key: string): boolean {
     return false;
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function waitGone(pid: number, key: string, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;

@@ -1,17 +1,26 @@
 // Retiring VMs this host runs but should not (removed, moved to another host, or left from
 // before): cut off at once (tap down), then powered down in the background, tap and state
 // removed, and the VM's directory kept under .retired for a post-mortem.
-import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import type { Links } from './links.js';
 import type { VmStateWriter } from './state-writer.js';
-import { tapName, vmDir } from './names.js';
-import { stopQemu } from './qemu.js';
+import { vmDir } from './names.js';
+import { readSpec, stopQemu, vmFiles } from './qemu.js';
 
 /** What is known about a VM to retire: enough to find its qemu, tap and state. */
-export interface Doomed { dir: string; tap: string; network: string; name: string }
+export interface Doomed { dir: string; tap?: string; network: string; name: string }
+
+/** The tap a VM directory recorded (written before the tap was created). */
+export function recordedTap(dir: string): string | undefined {
+  try {
+    return readFileSync(vmFiles(dir).tap, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface RetirerOptions {
   stateDir: string;
@@ -52,23 +61,52 @@ export class Retirer {
       if (!desired.has(key) && network && name && !doomed.has(key)) doomed.set(key, { dir: vmDir(this.opts.stateDir, network, name), tap, network, name });
     }
     for (const found of vmDirsOnDisk(this.opts.stateDir)) {
-      if (!desired.has(found.key) && !doomed.has(found.key)) doomed.set(found.key, { ...found, tap: tapName(found.network, found.name) });
+      if (!desired.has(found.key) && !doomed.has(found.key)) doomed.set(found.key, { ...found, tap: recordedTap(found.dir) });
     }
     const started: string[] = [];
     for (const [key, d] of doomed) {
       if (this.stopping.has(key)) continue;
       started.push(key);
-      await this.opts.links.setDown(d.tap).catch(() => undefined);
+      if (d.tap) await this.opts.links.setDown(d.tap, key).catch(() => undefined);
       this.stopping.set(key, this.stopInBackground(key, d));
     }
     return started;
+  }
+
+  /**
+   * Taps of VMs this host still runs, under a name the VM no longer uses (an upgrade from the
+   * old naming, or a changed MAC): down at once (no rules cover them any more), deleted once the
+   * VM's qemu no longer uses them (it restarts on its new tap, as its spec changed). Returns
+   * true while some are still waiting.
+   */
+  async retireStaleTaps(wanted: ReadonlyMap<string, { tap: string; dir: string }>): Promise<boolean> {
+    let waiting = false;
+    for (const [tap, key] of await this.opts.links.agentTaps().catch(() => new Map<string, string>())) {
+      const w = wanted.get(key);
+      if (!w || w.tap === tap) continue;
+      const { links, log } = this.opts;
+      try {
+        const spec = readSpec(w.dir);
+        const inUse = spec !== undefined && (JSON.parse(spec) as { tap?: string }).tap === tap;
+        if (inUse) {
+          await links.setDown(tap, key);
+          waiting = true;
+        } else {
+          await links.removeTap(tap, key);
+          log.info({ vm: key, tap, now: w.tap }, 'removed the VM\'s old tap');
+        }
+      } catch (err) {
+        log.warn({ vm: key, tap, err: (err as Error).message }, 'could not retire an old tap');
+      }
+    }
+    return waiting;
   }
 
   private async stopInBackground(key: string, d: Doomed): Promise<void> {
     const { links, states, log } = this.opts;
     try {
       const how = await stopQemu(d.dir, key, this.opts.stopTimeoutMs);
-      await links.removeTap(d.tap);
+      if (d.tap) await links.removeTap(d.tap, key);
       await states.clear(d.network, d.name);
       retireDir(this.opts.stateDir, d.dir, d.network, d.name);
       log.info({ vm: key, how }, 'VM stopped and removed from this host');

@@ -50,6 +50,10 @@ export const ConfigSchema = z.object({
     stateDir: z.string().default('/var/lib/uncloud-metadata/agent'),
     accel: z.enum(['kvm', 'tcg']).optional(),
     qemu: z.string().default('qemu-system-x86_64'),
+    /** Disks, kernels and initrds must resolve (after symlinks) to regular files inside one of these. */
+    imageDirs: z.array(z.string().refine((d) => d.startsWith('/'), 'must be an absolute directory')).default(['/var/lib/uncloud-metadata/images']),
+    /** The unprivileged user qemu runs as (-runas) and that owns the taps. */
+    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX user name').default('uncloud-qemu'),
   }).strict().prefault({}),
 }).strict();
 

@@ -78,11 +78,14 @@ export const ResourcesSchema = z.object({
   memoryMiB: z.number().int().min(16).max(4 * 1024 * 1024).default(512),
   cpus: z.number().int().min(1).max(512).default(1),
   disk: z.string().min(1).optional(),
+  /** Always given to qemu explicitly: a raw disk is never probed (its guest could make it look like qcow2). */
+  diskFormat: z.enum(['raw', 'qcow2']).optional(),
+  /** A kernel may come with a disk (direct boot with the disk as root) or alone. */
   kernel: z.string().min(1).optional(),
   initrd: z.string().min(1).optional(),
   cmdline: z.string().optional(),
-}).strict().refine((r) => !(r.disk && r.kernel), 'a VM boots from a disk or a kernel, not both')
-  .refine((r) => !(r.initrd || r.cmdline) || r.kernel, 'initrd and cmdline need a kernel');
+}).strict().refine((r) => !(r.initrd || r.cmdline) || r.kernel, 'initrd and cmdline need a kernel')
+  .refine((r) => !r.diskFormat || r.disk, 'diskFormat needs a disk');
 
 export const VmSchema = z.object({
   v: z.literal(1),

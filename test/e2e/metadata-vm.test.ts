@@ -10,7 +10,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns } from './netns.js';
 import { etcdArgs } from '../support/etcd-global.js';
@@ -18,6 +18,7 @@ import { guestImage, readConsole, section } from './guest.js';
 import { eventually, ED25519 } from '../support/store.js';
 import { tapName, chainName } from '../../src/agent/names.js';
 import { readPid, isOurQemu } from '../../src/agent/qemu.js';
+import { ensureQemuUser, QEMU_USER } from '../support/qemu-user.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(REPO, 'dist/cli/main.js');
@@ -70,6 +71,7 @@ describe('a real VM on the metadata network', () => {
 
   beforeAll(async () => {
     if (!existsSync(MAIN)) throw new Error('dist/cli/main.js is missing: build first (npm test runs `npm run build`)');
+    ensureQemuUser();
     const image = guestImage(GUEST_SCRIPT);
     work = mkdtempSync(join(tmpdir(), 'uct-e2e-'));
     consolePath = join(work, 'state', 'lab', 'web1', 'console.log');
@@ -104,7 +106,8 @@ describe('a real VM on the metadata network', () => {
     await eventually(async () => (await ns.exec('dig', ['+short', `@${METADATA6}`, 'metadata.lab.test', 'AAAA'])).includes(METADATA6), 20_000)
       .catch((err) => { throw new Error(`serve did not answer: ${err.message}\n${dump()}`); });
 
-    daemon('agent', 'node', [MAIN, 'agent', '--store', STORE, '--host', 'hv-e2e', '--state-dir', join(work, 'state'), '--accel', 'tcg']);
+    daemon('agent', 'node', [MAIN, 'agent', '--store', STORE, '--host', 'hv-e2e', '--state-dir', join(work, 'state'), '--accel', 'tcg',
+      '--user', QEMU_USER, '--image-dir', dirname(image.kernel), '--image-dir', dirname(image.initrd)]);
     await eventually(() => readConsole(consolePath).includes('GUEST: done'), 240_000)
       .catch((err) => { throw new Error(`the guest did not finish: ${err.message}\n${dump()}`); });
   }, 420_000);
@@ -151,7 +154,7 @@ describe('a real VM on the metadata network', () => {
     expect(spoof).not.toContain(BOB_KEY.split(' ')[1]);
     expect(spoof).not.toContain('victim-only');
     expect(spoof).not.toMatch(/^HTTP\//m);
-    const chain = await ns.exec('nft', ['list', 'chain', 'bridge', 'uncloud_agent', chainName(tapName('lab', 'web1'))]);
+    const chain = await ns.exec('nft', ['list', 'chain', 'bridge', 'uncloud_agent', chainName(tapName(WEB_MAC))]);
     const foreign = chain.split('\n').find((l) => l.includes('ip6 saddr') && l.includes(VICTIM_ADDR))!;
     expect(Number(/packets (\d+)/.exec(foreign)![1])).toBeGreaterThan(0);
   });

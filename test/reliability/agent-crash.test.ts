@@ -16,6 +16,7 @@ import { tapName } from '../../src/agent/names.js';
 import { TABLE } from '../../src/agent/nft.js';
 import { figure, sleep, within } from './support.js';
 import { killQemusOf, qemuInstancesOf, qemusOf, taps } from './agent-support.js';
+import { ensureQemuUser, QEMU_USER } from '../support/qemu-user.js';
 
 const AGENT = join(import.meta.dirname, 'fixtures/agent.mjs');
 
@@ -29,8 +30,8 @@ describe('agent killed mid-reconcile', () => {
 
   const startProc = () => {
     const p = spawn(process.execPath, [AGENT, JSON.stringify({
-      url: t.url, prefix: t.prefix, host: 'hv1', stateDir,
-      qemu: ns.wrapper('qemu-system-x86_64'), ip: ns.wrapper('ip'), nft: ns.wrapper('nft'),
+      url: t.url, prefix: t.prefix, host: 'hv1', stateDir, user: QEMU_USER, imageDirs: [],
+      qemu: ns.wrapper('qemu-system-x86_64'), ip: ns.wrapper('ip'), nft: ns.wrapper('nft'), cat: ns.wrapper('cat'),
     })], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     p.stdout!.on('data', (b) => (out += b));
@@ -40,9 +41,10 @@ describe('agent killed mid-reconcile', () => {
   const kill = (p: ChildProcess) => new Promise<void>((r) => { if (p.exitCode !== null || p.signalCode) return r(); p.once('exit', () => r()); p.kill('SIGKILL'); });
 
   beforeAll(async () => {
+    ensureQemuUser();
     ns = await Netns.create('urelak');
     await t.writer.addNetwork({ name: NET, prefix6: 'fd00:72::/64', domain: 'relk.example', metadata6: 'fd00:72::53' });
-    for (const n of VMS) await t.writer.addVm({ name: n, network: NET, host: 'hv1', resources: { memoryMiB: 64, cpus: 1 } });
+    for (const [i, n] of VMS.entries()) await t.writer.addVm({ name: n, network: NET, host: 'hv1', mac: `52:54:00:72:00:0${i + 1}`, resources: { memoryMiB: 64, cpus: 1 } });
   }, 60_000);
 
   afterAll(async () => {
@@ -87,13 +89,14 @@ describe('agent killed mid-reconcile', () => {
     const states = new Map((await t.store.kv.range(t.store.keys.vmStates)).entries.map((e) => [e.key.split('/').pop()!, VmStateSchema.parse(JSON.parse(e.value))]));
     for (const n of VMS) expect(live.get(states.get(n)!.pid!)).toBe(`${NET}/${n}`);
     const links = await taps(ns);
-    expect(links.map((l) => l.ifname).sort()).toEqual(VMS.map((n) => tapName(NET, n)).sort());
+    const taps0 = VMS.map((_, i) => tapName(`52:54:00:72:00:0${i + 1}`));
+    expect(links.map((l) => l.ifname).sort()).toEqual([...taps0].sort());
     for (const l of links) {
       expect(l.ifalias).toMatch(/^uncloud-agent:relk\/k\d$/);
       expect(l.master).toBe(`br-${NET}`);
     }
     const rules = await ns.exec('nft', ['list', 'table', 'bridge', TABLE]);
-    for (const n of VMS) expect(rules).toContain(`iifname "${tapName(NET, n)}"`);
+    for (const tap of taps0) expect(rules).toContain(`iifname "${tap}"`);
     figure('agent-killed-mid-reconcile', { kills: triggers.length, seen: log, convergedMs, qemus: live.size, taps: links.length });
   }, 180_000);
 });
@@ -107,6 +110,7 @@ describe('crash-looping qemu', () => {
   const launches = join(dir, 'launches.txt');
 
   beforeAll(async () => {
+    ensureQemuUser();
     ns = await Netns.create('urelac');
     await t.writer.addNetwork({ name: NET, prefix6: 'fd00:73::/64', domain: 'relc.example', metadata6: 'fd00:73::53' });
     await t.writer.addVm({ name: 'crashy', network: NET, host: 'hv1', resources: { memoryMiB: 64, cpus: 1 } });
@@ -120,22 +124,22 @@ describe('crash-looping qemu', () => {
   });
 
   it('a qemu that dies right after starting is restarted with a doubling delay', async () => {
-    // A qemu that starts (daemonizes, writes its pidfile) and is killed 300 ms later, every time.
+    // A qemu that starts (answers on QMP) and is killed 300 ms later, every time.
     const real = ns.wrapper('qemu-system-x86_64');
     const wrapper = join(dir, 'qemu');
     writeFileSync(wrapper, `#!/bin/sh
 date +%s%3N >> ${launches}
-pidfile=""; prev=""
+pidfile=""; qmp=""; prev=""
 for a in "$@"; do [ "$prev" = "-pidfile" ] && pidfile="$a"; prev="$a"; done
-"${real}" "$@" || exit $?
-( sleep 0.3; kill -9 "$(cat "$pidfile")"; date +%s%3N >> ${launches}.killed ) >/dev/null 2>&1 &
-exit 0
+qmp="$(dirname "$pidfile")/qmp.sock"
+( while [ ! -S "$qmp" ]; do sleep 0.05; done; sleep 0.3; kill -9 "$(cat "$pidfile")"; date +%s%3N >> ${launches}.killed ) >/dev/null 2>&1 &
+exec "${real}" "$@"
 `);
     chmodSync(wrapper, 0o755);
     const WINDOW_MS = Number(process.env.CRASHLOOP_WINDOW_MS ?? 9000);
     agent = await startAgent({
-      store: t.store, host: 'hv1', stateDir: join(dir, 'state'), accel: 'tcg', log: silentLogger(),
-      qemu: wrapper, ip: ns.wrapper('ip'), nft: ns.wrapper('nft'), sweepMs: 100, stopTimeoutMs: 1000, backoffMs: 200, heartbeatTtlSeconds: 2,
+      store: t.store, host: 'hv1', stateDir: join(dir, 'state'), accel: 'tcg', log: silentLogger(), user: QEMU_USER, imageDirs: [],
+      qemu: wrapper, ip: ns.wrapper('ip'), nft: ns.wrapper('nft'), cat: ns.wrapper('cat'), sweepMs: 100, stopTimeoutMs: 1000, backoffMs: 200, heartbeatTtlSeconds: 2,
     });
     await sleep(WINDOW_MS);
     await agent.stop();

@@ -14,6 +14,7 @@ import { qmpCommand } from '../../src/agent/qmp.js';
 import { vmFiles } from '../../src/agent/qemu.js';
 import { figure, OwnEtcd, sleep, within } from './support.js';
 import { killQemusOf, qemusOf, taps } from './agent-support.js';
+import { ensureQemuUser, QEMU_USER } from '../support/qemu-user.js';
 
 const NET = 'relo';
 const DOWN_SECONDS = Number(process.env.AGENT_ETCD_DOWN_SECONDS ?? 8);
@@ -36,12 +37,13 @@ describe('agent with etcd down', () => {
     etcd = await OwnEtcd.start();
     store = openStore(etcd.url, { prefix: '/rel-agent' });
     writer = new StoreWriter(store.kv, store.keys);
+    ensureQemuUser();
     ns = await Netns.create('urelag');
     await writer.addNetwork({ name: NET, prefix6: 'fd00:71::/64', domain: 'relo.example', metadata6: 'fd00:71::53' });
     for (const n of ['a1', 'a2']) await writer.addVm({ name: n, network: NET, host: 'hv1', resources: { memoryMiB: 64, cpus: 1 } });
     agent = await startAgent({
-      store, host: 'hv1', stateDir, accel: 'tcg', log: silentLogger(),
-      qemu: ns.wrapper('qemu-system-x86_64'), ip: ns.wrapper('ip'), nft: ns.wrapper('nft'),
+      store, host: 'hv1', stateDir, accel: 'tcg', log: silentLogger(), user: QEMU_USER, imageDirs: [],
+      qemu: ns.wrapper('qemu-system-x86_64'), ip: ns.wrapper('ip'), nft: ns.wrapper('nft'), cat: ns.wrapper('cat'),
       sweepMs: 200, stopTimeoutMs: 1000, backoffMs: 200, heartbeatTtlSeconds: 2,
     });
   }, 60_000);

@@ -5,12 +5,17 @@ import { createLogger } from '../../log.js';
 import { openStore } from '../../store/open.js';
 import { CliError } from '../errors.js';
 import { parseHostPort } from '../../model/ip.js';
+import { collect } from '../options.js';
 
-interface AgentFlags { admin?: string; config?: string; store?: string; prefix?: string; host?: string; stateDir?: string; accel?: 'kvm' | 'tcg'; qemu?: string; logLevel?: string }
+interface AgentFlags {
+  admin?: string; config?: string; store?: string; prefix?: string; host?: string; stateDir?: string; accel?: 'kvm' | 'tcg'; qemu?: string; logLevel?: string;
+  imageDir?: string[]; user?: string;
+}
 
 const FLAG_PATHS: Record<string, string[]> = {
   store: ['store', 'url'], prefix: ['store', 'prefix'], logLevel: ['log', 'level'], host: ['agent', 'host'],
   stateDir: ['agent', 'stateDir'], accel: ['agent', 'accel'], qemu: ['agent', 'qemu'],
+  imageDir: ['agent', 'imageDirs'], user: ['agent', 'user'],
 };
 
 export function agentCommand(): Command {
@@ -23,6 +28,8 @@ export function agentCommand(): Command {
     .option('--state-dir <dir>', 'per-VM console logs, QMP sockets, pidfiles')
     .addOption(new Option('--accel <accel>', 'accelerator (default: kvm when /dev/kvm works, else tcg)').choices(['kvm', 'tcg']))
     .option('--qemu <path>', 'qemu binary')
+    .option('--image-dir <dir>', 'where disks, kernels and initrds may come from (repeatable; default /var/lib/uncloud-metadata/images)', collect)
+    .option('--user <name>', 'the unprivileged user qemu runs as and that owns the taps (default uncloud-qemu)')
     .option('--admin <addr:port>', 'admin listener for /healthz /readyz /metrics (default [::1]:9154; "none" to disable)')
     .option('--log-level <level>', 'trace|debug|info|warn|error')
     .action(async (o: AgentFlags) => {
@@ -35,7 +42,14 @@ export function agentCommand(): Command {
       const { createMetricsRegistry } = await import('../../metrics.js');
       const { startAdmin } = await import('../../daemon/admin.js');
       const metrics = createMetricsRegistry();
-      const agent = await startAgent({ store, host: cfg.agent.host, stateDir: cfg.agent.stateDir, accel: cfg.agent.accel, qemu: cfg.agent.qemu, log, metrics });
+      const { NoSuchUser } = await import('../../agent/user.js');
+      const agent = await startAgent({
+        store, host: cfg.agent.host, stateDir: cfg.agent.stateDir, accel: cfg.agent.accel, qemu: cfg.agent.qemu,
+        imageDirs: cfg.agent.imageDirs, user: cfg.agent.user, log, metrics,
+      }).catch(async (err) => {
+        await store.kv.close();
+        throw err instanceof NoSuchUser ? new CliError(err.message) : err;
+      });
       const adminAt = o.admin ?? '[::1]:9154';
       const hp = adminAt === 'none' ? undefined : parseHostPort(adminAt, 9154);
       if (adminAt !== 'none' && !hp) throw new CliError(`--admin: "${adminAt}" is not ADDR[:PORT]`);

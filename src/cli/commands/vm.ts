@@ -1,10 +1,11 @@
 // uncloud-metadata vm add|set|list|show|rm
 import { readFileSync } from 'node:fs';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { collect, positiveInt, withStore } from '../options.js';
 import { withWriter, type StoreFlags } from '../store.js';
 import { printJson, printTable } from '../print.js';
 import { fail } from '../errors.js';
+import { diskFields, type DiskFormat } from '../disk-format.js';
 import type { VmPatch } from '../../store/writer.js';
 import type { Vm } from '../../model/schema.js';
 import { eui64Address } from '../../model/eui64.js';
@@ -12,7 +13,7 @@ import { parsePrefix } from '../../model/ip.js';
 
 interface VmFlags extends StoreFlags {
   network?: string; owner?: string; mac?: string; address?: string[]; host?: string;
-  memory?: number; cpus?: number; disk?: string; kernel?: string; initrd?: string; cmdline?: string;
+  memory?: number; cpus?: number; disk?: string; diskFormat?: DiskFormat; kernel?: string; initrd?: string; cmdline?: string;
   userData?: string; vendorData?: string; sshKey?: string[]; meta?: [string, string][];
   requireToken?: boolean; json?: boolean;
 }
@@ -39,8 +40,9 @@ function vmOptions(cmd: Command): Command {
     .option('--host <host>', 'hypervisor that runs it')
     .option('--memory <MiB>', 'memory in MiB', positiveInt('memory'))
     .option('--cpus <n>', 'virtual CPUs', positiveInt('cpus'))
-    .option('--disk <path>', 'disk image')
-    .option('--kernel <path>', 'kernel for direct boot')
+    .option('--disk <path>', 'disk image on the VM\'s host, inside its agent.imageDirs')
+    .addOption(new Option('--disk-format <format>', 'raw or qcow2 (default: read with qemu-img info when the disk is readable here)').choices(['raw', 'qcow2']))
+    .option('--kernel <path>', 'kernel for direct boot (also with --disk: the disk is then the root device)')
     .option('--initrd <path>', 'initrd for direct boot')
     .option('--cmdline <str>', 'kernel command line')
     .option('--user-data <file>', 'user-data file')
@@ -54,7 +56,7 @@ function vmOptions(cmd: Command): Command {
 
 /** The fields the flags name. Reads the user-data and vendor-data files, once, before any store call. */
 function patchFrom(o: VmFlags): VmPatch {
-  const resources = { memoryMiB: o.memory, cpus: o.cpus, disk: o.disk, kernel: o.kernel, initrd: o.initrd, cmdline: o.cmdline };
+  const resources = { memoryMiB: o.memory, cpus: o.cpus, ...diskFields(o.disk, o.diskFormat), kernel: o.kernel, initrd: o.initrd, cmdline: o.cmdline };
   return {
     owner: o.owner, mac: o.mac, addresses: o.address, host: o.host,
     resources: Object.values(resources).some((v) => v !== undefined) ? resources : undefined,
@@ -149,7 +151,7 @@ export function vmCommand(): Command {
         ['owner', vm.owner], ['mac', vm.mac], ['addresses', [derived(vm, network.prefix6), ...vm.addresses].join(' ')],
         ['host', vm.host], ['state', state ? `${state.state} since ${state.since}${state.lastError ? ` (${state.lastError})` : ''}` : undefined],
         ['memory', `${vm.resources.memoryMiB} MiB`], ['cpus', vm.resources.cpus],
-        ['boot', vm.resources.disk ?? vm.resources.kernel], ['user-data', vm.userData ? `${vm.userData.length} bytes` : undefined],
+        ['boot', [vm.resources.kernel, vm.resources.disk && `${vm.resources.disk}${vm.resources.diskFormat ? ` (${vm.resources.diskFormat})` : ''}`].filter(Boolean).join(' + ') || undefined], ['user-data', vm.userData ? `${vm.userData.length} bytes` : undefined],
         ['ssh-keys', vm.sshKeys.length], ['meta', Object.entries(vm.meta).map(([k, v]) => `${k}=${v}`).join(' ')],
         ['require-token', String(vm.requireToken)],
       ]);
