@@ -132,7 +132,8 @@ date +%s%3N >> ${launches}
 pidfile=""; qmp=""; prev=""
 for a in "$@"; do [ "$prev" = "-pidfile" ] && pidfile="$a"; prev="$a"; done
 qmp="$(dirname "$pidfile")/qmp.sock"
-( while [ ! -S "$qmp" ]; do sleep 0.05; done; sleep 0.3; kill -9 "$(cat "$pidfile")"; date +%s%3N >> ${launches}.killed ) >/dev/null 2>&1 &
+# The kill's time is taken just before the kill: a late \`date\` on a loaded machine must not shorten the measured wait.
+( while [ ! -S "$qmp" ]; do sleep 0.05; done; sleep 0.3; t=$(date +%s%3N); kill -9 "$(cat "$pidfile")"; echo "$t" >> ${launches}.killed ) >/dev/null 2>&1 &
 exec "${real}" "$@"
 `);
     chmodSync(wrapper, 0o755);
