@@ -3,6 +3,7 @@
 import { EtcdKv } from '../dist/store/etcd/kv.js';
 import { EtcdSource } from '../dist/store/etcd/source.js';
 import { Registry } from '../dist/registry/registry.js';
+import { Keys } from '../dist/store/keys.js';
 import { silentLogger } from '../dist/log.js';
 
 const [endpoint, prefix] = process.argv.slice(2);
@@ -15,16 +16,17 @@ const kv = new EtcdKv({ endpoints: [endpoint] });
 const registry = new Registry({ prefix, log: silentLogger() });
 const t0 = performance.now();
 if (process.env.SPLIT) {
-  const source = new EtcdSource(kv, { prefix: `${prefix}/`, log: silentLogger() });
-  // The source's own load (skips the claim directories), without the watch.
-  const { entries, revision } = await kv.range(`${prefix}/`, ['macs/', 'addresses/'].map((d) => `${prefix}/${d}`));
+  // The source's own load (networks and VMs), without the watch.
+  const entries = [];
+  let revision = await kv.rangeInto(entries, Buffer.from(`${prefix}/networks/`), Buffer.from(`${prefix}/networks0`), 0);
+  revision = await kv.rangeInto(entries, Buffer.from(`${prefix}/vms/`), Buffer.from(`${prefix}/vms0`), revision);
   const t1 = performance.now();
   console.log(`range: ${entries.length} entries in ${(t1 - t0).toFixed(0)} ms; ${mem()}`);
   registry.reset(entries, revision);
   const t2 = performance.now();
   console.log(`reset: ${registry.vmCount} VMs in ${(t2 - t1).toFixed(0)} ms; ${mem()}`);
 } else {
-  const source = new EtcdSource(kv, { prefix: `${prefix}/`, log: silentLogger() });
+  const source = new EtcdSource(kv, { ranges: new Keys(prefix).applianceRanges(process.env.NETWORK ? [process.env.NETWORK] : undefined), log: silentLogger() });
   await source.start(registry);
   console.log(`source.start: ${registry.vmCount} VMs in ${(performance.now() - t0).toFixed(0)} ms; ${mem()}`);
   await source.close();

@@ -21,7 +21,7 @@ function registryWithOneVm() {
   const registry = new Registry({ log: silentLogger() });
   registry.reset([
     rec(keys.network('bench'), { v: 1, name: 'bench', prefix6: 'fd00:be::/64', prefix4: '127.0.0.0/8', domain: 'bench.example', metadata6: 'fd00:be::1', metadata4: '127.0.0.53', upstreams: [] }),
-    rec(keys.user('alice'), { v: 1, name: 'alice', keys: [{ name: 'laptop', key: KEY1 }, { name: 'desk', key: KEY2 }] }),
+    rec(keys.owner('bench', 'alice'), { v: 1, name: 'alice', keys: [{ name: 'laptop', key: KEY1 }, { name: 'desk', key: KEY2 }] }),
     rec(keys.vm('bench', 'web'), {
       v: 1, id: '6f1d3c7e-2b4a-4e8f-9a1b-3c5d7e9f1a2b', name: 'web', network: 'bench', owner: 'alice', mac: '52:54:00:12:34:56',
       addresses: ['127.0.0.1'], resources: { memoryMiB: 1024, cpus: 2 }, meta: { role: 'frontend', team: 'web' },

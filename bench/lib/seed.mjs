@@ -4,7 +4,8 @@
 // One extra VM, "probe" on net0, is bound to ::1 and 127.0.0.1 so that loopback HTTP clients
 // are identified as a VM (as in the demo).
 import { Etcd3 } from 'etcd3';
-import { Keys } from '../../dist/store/keys.js';
+import { Keys, LAYOUT } from '../../dist/store/keys.js';
+import { launchSpec } from '../../dist/store/derived.js';
 import { eui64Address } from '../../dist/model/eui64.js';
 import { parsePrefix } from '../../dist/model/ip.js';
 import { NetworkSchema, UserSchema, VmSchema } from '../../dist/model/schema.js';
@@ -57,12 +58,24 @@ export function probeVm(users) {
 
 /** Every key/value of a cloud of `vms` VMs, `users` users, `networks` networks. */
 export function* records(keys, { vms, users, networks }) {
+  yield [keys.layout, { v: LAYOUT }];
   const nets = Array.from({ length: networks }, (_, i) => network(i));
   for (const n of nets) yield [keys.network(n.name), n];
   for (let i = 0; i < users; i++) yield [keys.user(`user${i}`), user(i)];
   const prefixes = nets.map((n) => parsePrefix(n.prefix6, 6));
+  const copies = new Set();
   const withClaims = function* (v, netIndex) {
     yield [keys.vm(v.network, v.name), v];
+    if (v.owner) {
+      // The owner's key copy in the VM's network and the reference that keeps it (store/keys.ts).
+      yield [keys.owned(v.owner, v.network, v.name), ''];
+      const copy = `${v.network}/${v.owner}`;
+      if (!copies.has(copy)) {
+        copies.add(copy);
+        yield [keys.owner(v.network, v.owner), user(Number(v.owner.slice('user'.length)))];
+      }
+    }
+    if (v.host) yield [keys.launch(v.host, v.network, v.name), launchSpec(v)];
     const owner = `${v.network}/${v.name}`;
     yield [keys.mac(v.mac), owner];
     yield [keys.address(eui64Address(prefixes[netIndex], v.mac)), owner];

@@ -43,7 +43,7 @@ describe('agent', () => {
   let uid: number;
 
   const state = async () => {
-    const e = await ts.store.kv.get(ts.store.keys.vmState('lab', 'web1'));
+    const e = await ts.store.kv.get(ts.store.keys.vmState('hv1', 'lab', 'web1'));
     return e ? VmStateSchema.parse(JSON.parse(e.value)) : undefined;
   };
 
@@ -82,7 +82,7 @@ describe('agent', () => {
     expect(agent.ready()).toBe(true);
     expect(isOurQemu(s!.pid!, key)).toBe(true);
     // Only its own VM: db1 belongs to hv2.
-    expect(await ts.store.kv.get(ts.store.keys.vmState('lab', 'db1'))).toBeUndefined();
+    expect(await ts.store.kv.get(ts.store.keys.vmState('hv2', 'lab', 'db1'))).toBeUndefined();
     expect(existsSync(join(stateDir, 'lab', 'db1'))).toBe(false);
 
     const tap = tapName(MAC);

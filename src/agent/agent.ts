@@ -75,7 +75,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const registry = new Registry({ prefix: opts.store.keys.prefix, log: opts.log });
   const agent = new HostAgent(opts, registry, qemu, accel, qemuUser.uid, imageDirs);
   registry.on('change', () => agent.schedule());
-  const source = opts.store.source(opts.log);
+  // Every network and VM (their addresses make the nft rules), and this host's own reports.
+  const { keys } = opts.store;
+  const source = opts.store.source(opts.log, [...keys.applianceRanges(), { key: keys.statesOf(opts.host), prefix: true }]);
   await source.start(registry);
   await agent.start();
   return {

@@ -28,7 +28,7 @@ export class VmStateWriter {
     if (this.written.get(m.key) === text) return;
     const { kv, keys } = this.store;
     try {
-      await kv.txn({ compares: [], puts: [{ key: keys.vmState(m.network, m.name), value: text }], deletes: [] });
+      await kv.txn({ compares: [], puts: [{ key: keys.vmState(this.host, m.network, m.name), value: text }], deletes: [] });
       this.written.set(m.key, text);
     } catch (err) {
       this.log.warn({ vm: m.key, err: (err as Error).message }, 'VM state not written; the sweep retries');
@@ -38,7 +38,7 @@ export class VmStateWriter {
   /** Deletes the VM's state only while it still says this host (the VM may run elsewhere now). */
   async clear(network: string, name: string): Promise<void> {
     const { kv, keys } = this.store;
-    const key = keys.vmState(network, name);
+    const key = keys.vmState(this.host, network, name);
     this.written.delete(`${network}/${name}`);
     const entry = await kv.get(key);
     if (!entry) return;

@@ -8,21 +8,28 @@ import type { InstanceIdentity } from '../identity/signer.js';
 
 export interface AdminOptions {
   listen: { host: string; port: number }[];
-  /** What /readyz reports; "loading" answers 503, anything else 200. */
-  readiness: () => { status: 'loading' | 'ready' | 'degraded' } & Record<string, unknown>;
+  /** What /readyz reports; "loading" and "waiting" answer 503, anything else 200. */
+  readiness: () => { status: 'loading' | 'waiting' | 'ready' | 'degraded' } & Record<string, unknown>;
   metrics: Metrics;
   /** Publishes /.well-known/jwks.json and /.well-known/openid-configuration for token verifiers. */
   identity?: InstanceIdentity;
 }
 
-/** ready: loaded and following; degraded: serving the last known state while the store is away. */
-export function readiness(registry: Registry, source: StateSource | undefined): { status: 'loading' | 'ready' | 'degraded'; revision: number; vms: number; store?: string } {
+/**
+ * ready: loaded and following; degraded: serving the last known state while the store is away;
+ * waiting: following, but a network it was asked to serve is not in the store (yet).
+ */
+export function readiness(registry: Registry, source: StateSource | undefined, missingNetworks: string[] = []): {
+  status: 'loading' | 'waiting' | 'ready' | 'degraded'; revision: number; vms: number; store?: string; waitingFor?: string[];
+} {
   const h = source?.health();
   if (!registry.loaded || !h) return { status: 'loading', revision: 0, vms: 0 };
+  const following = h.connected && h.live;
   return {
-    status: h.connected && h.live ? 'ready' : 'degraded',
+    status: !following ? 'degraded' : missingNetworks.length ? 'waiting' : 'ready',
     revision: registry.revision,
     vms: registry.vmCount,
+    ...(missingNetworks.length ? { waitingFor: missingNetworks } : {}),
     ...(h.lastError && !h.connected ? { store: h.lastError } : {}),
   };
 }
@@ -32,7 +39,7 @@ export async function startAdmin(opts: AdminOptions): Promise<{ close(): Promise
     if (path === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' };
     if (path === '/readyz') {
       const r = opts.readiness();
-      return { status: r.status === 'loading' ? 503 : 200, type: 'application/json', body: `${JSON.stringify(r)}\n` };
+      return { status: r.status === 'loading' || r.status === 'waiting' ? 503 : 200, type: 'application/json', body: `${JSON.stringify(r)}\n` };
     }
     if (opts.identity && path === '/.well-known/jwks.json') return { status: 200, type: 'application/jwk-set+json', body: `${JSON.stringify(opts.identity.jwks())}\n` };
     if (opts.identity && path === '/.well-known/openid-configuration') return { status: 200, type: 'application/json', body: `${JSON.stringify(opts.identity.openidConfiguration())}\n` };

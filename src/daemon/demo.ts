@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { FileKv } from '../store/file/kv.js';
-import { Keys } from '../store/keys.js';
+import { Keys, LAYOUT } from '../store/keys.js';
+import { migrateStore } from '../store/migrate.js';
 import type { Network, User, Vm } from '../model/schema.js';
 
 export const DEMO_DNS = ['[::1]:1053', '127.0.0.1:1053'];
@@ -26,7 +27,11 @@ const DEMO_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPEsMmGH49oFGhIFsPDHZG3kDq
 export async function seedDemo(path: string, prefix: string): Promise<void> {
   const kv = new FileKv(path);
   const keys = new Keys(prefix);
-  if (await kv.get(keys.network('demo'))) return;
+  // A demo state file left by an older version is brought to this layout (idempotent).
+  if (await kv.get(keys.network('demo'))) {
+    await migrateStore(kv, keys);
+    return;
+  }
   const network: Network = {
     v: 1, name: 'demo', prefix6: '::/64', prefix4: '127.0.0.0/8', domain: 'demo.uncloud.internal',
     metadata6: '::1', metadata4: '127.0.0.1', upstreams: [],
@@ -41,8 +46,11 @@ export async function seedDemo(path: string, prefix: string): Promise<void> {
   await kv.txn({
     compares: [{ key: keys.network('demo'), modRevision: 0 }],
     puts: [
+      { key: keys.layout, value: JSON.stringify({ v: LAYOUT }) },
       { key: keys.network('demo'), value: JSON.stringify(network) },
       { key: keys.user('demo'), value: JSON.stringify(user) },
+      { key: keys.owner('demo', 'demo'), value: JSON.stringify(user) },
+      { key: keys.owned('demo', 'demo', 'demo-vm'), value: '' },
       { key: keys.vm('demo', 'demo-vm'), value: JSON.stringify(vm) },
       { key: keys.mac(vm.mac), value: 'demo/demo-vm' },
     ],

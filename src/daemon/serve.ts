@@ -3,13 +3,17 @@
 // What happens when the store dies: the source keeps the registry's last good state, DNS and
 // HTTP keep answering from it, /readyz says "degraded"; the source reconnects on its own.
 // At start-up the first load is retried until it succeeds (the listeners wait for it; the admin
-// listener answers /readyz 503 meanwhile).
+// listener answers /readyz 503 meanwhile). With networks named, only their records are read and
+// followed (keys.ts applianceRanges); a named network not in the store yet is waited for, and
+// /readyz says "waiting" until it appears. Credentials that may not read a range, or a store in
+// an older layout, fail the start with one line.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { openStore, type OpenedStore } from '../store/open.js';
-import type { StateSource } from '../store/kv.js';
+import { StoreAccessError, type StateSource } from '../store/kv.js';
+import { LAYOUT } from '../store/keys.js';
 import { Registry } from '../registry/registry.js';
 import { parseHostPort } from '../model/ip.js';
 import { createMetricsRegistry } from '../metrics.js';
@@ -67,6 +71,7 @@ async function firstLoad(source: StateSource, registry: Registry, log: Logger, c
       await source.start(registry);
       return;
     } catch (err) {
+      if (err instanceof StoreAccessError) throw new ServeError(err.message);
       const delay = Math.min(250 * 2 ** attempt, 5000);
       log.error({ err: (err as Error).message, retryInMs: delay }, 'cannot load the store yet');
       await new Promise((r) => setTimeout(r, delay));
@@ -90,18 +95,26 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
   }
   const store = openStore(url!, { prefix: cfg.store.prefix, tls: cfg.store.tls });
   const registry = new Registry({ prefix: cfg.store.prefix, networks: cfg.serve.networks, log });
-  const source = store.source(log);
+  const source = store.source(log, store.keys.applianceRanges(cfg.serve.networks));
   const metrics = createMetricsRegistry();
   registerStoreMetrics(metrics, registry, () => source);
   const closers: (() => Promise<void>)[] = [];
   let closed = false;
 
   const identity = await loadIdentity(cfg, log);
-  const adminServer = await startAdmin({ listen: listens(admin, 9153, 'admin'), readiness: () => readiness(registry, source), metrics, identity });
+  const adminServer = await startAdmin({ listen: listens(admin, 9153, 'admin'), readiness: () => readiness(registry, source, missingNetworks(cfg, registry)), metrics, identity });
   closers.push(() => adminServer.close());
 
   const loadStarted = Date.now();
-  await firstLoad(source, registry, log, () => closed);
+  try {
+    await firstLoad(source, registry, log, () => closed);
+    checkLayout(registry, store);
+  } catch (err) {
+    await adminServer.close();
+    await source.close();
+    await store.kv.close();
+    throw err;
+  }
   closers.push(() => source.close());
   collectGarbage();
   // A full reload (compaction, restore, reconnect) replaces every index at once: compact after it too.
@@ -112,9 +125,7 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
     compactTimer.unref();
   });
   log.info({ ms: Date.now() - loadStarted, vms: registry.vmCount, revision: registry.revision }, 'store loaded');
-  for (const name of cfg.serve.networks) {
-    if (!registry.network(name)) log.warn({ network: name }, 'network is not in the store (yet); serving it once it appears');
-  }
+  await awaitNetworks(cfg, registry, log, !dns.length || !http.length);
 
   // With no listen addresses given, listen on each served network's metadata addresses.
   const defaults = (port: number) => registry.networks().flatMap((n) => [
@@ -164,4 +175,48 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
       await store.kv.close();
     },
   };
+}
+
+function missingNetworks(cfg: Config, registry: Registry): string[] {
+  return cfg.serve.networks.filter((n) => !registry.network(n));
+}
+
+/**
+ * Named networks not in the store yet: logged, reported on /readyz, and logged again when they
+ * appear. Listening on their metadata addresses (no listen address given) has to wait for them.
+ */
+async function awaitNetworks(cfg: Config, registry: Registry, log: Logger, listenersNeedThem: boolean): Promise<void> {
+  let waiting = new Set(missingNetworks(cfg, registry));
+  if (!waiting.size) return;
+  log.warn({ networks: [...waiting] }, listenersNeedThem
+    ? 'network is not in the store (yet); waiting for it before listening on its metadata address'
+    : 'network is not in the store (yet); serving it once it appears');
+  await new Promise<void>((resolve) => {
+    const onChange = (c: { networksChanged: boolean }) => {
+      if (!c.networksChanged) return;
+      const now = new Set(missingNetworks(cfg, registry));
+      for (const n of waiting) if (!now.has(n)) log.info({ network: n }, 'network appeared; serving it');
+      waiting = now;
+      if (!waiting.size) registry.off('change', onChange);
+    };
+    registry.on('change', onChange);
+    if (!listenersNeedThem) return resolve();
+    const all = (c: { networksChanged: boolean }) => {
+      if (!c.networksChanged || missingNetworks(cfg, registry).length) return;
+      registry.off('change', all);
+      resolve();
+    };
+    registry.on('change', all);
+  });
+}
+
+/** A store still in an older layout would be served without owners' keys: refuse, in one line. */
+function checkLayout(registry: Registry, store: OpenedStore): void {
+  if (registry.layout === LAYOUT) return;
+  if (registry.layout !== undefined) {
+    throw new ServeError(`store at ${store.keys.root} has layout ${registry.layout}; this version reads layout ${LAYOUT}`);
+  }
+  if (registry.networks().length) {
+    throw new ServeError(`store at ${store.keys.root} is in layout 1: run \`uncloud-metadata store migrate\` (this version reads layout ${LAYOUT})`);
+  }
 }

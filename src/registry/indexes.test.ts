@@ -1,5 +1,5 @@
-// The owner and network indexes: a user or network change re-indexes exactly that user's or
-// network's VMs, and follows VMs that change owner.
+// The owner and network indexes: an owner copy or network change re-indexes exactly that owner's
+// VMs in that network, or that network's VMs, and follows VMs that change owner.
 import { describe, expect, it } from 'vitest';
 import { Registry, type RegistryChange } from './registry.js';
 import { silentLogger } from '../log.js';
@@ -20,7 +20,7 @@ describe('Registry indexes', () => {
     });
     r.reset([
       e(k.vm('a', 'v1'), vm('v1', 'a', 'alice', 1)), e(k.network('a', ), net('a', 1)), e(k.network('b'), net('b', 2)),
-      e(k.user('alice'), user('alice', KEY_A)), e(k.user('bob'), user('bob', KEY_B)),
+      e(k.owner('a', 'alice'), user('alice', KEY_A)), e(k.owner('b', 'bob'), user('bob', KEY_B)),
       e(k.vm('a', 'v2'), vm('v2', 'a', 'alice', 2)), e(k.vm('b', 'v3'), vm('v3', 'b', 'bob', 3)),
     ], rev);
     expect(r.vmCount).toBe(3);
@@ -28,18 +28,25 @@ describe('Registry indexes', () => {
     const changes: RegistryChange[] = [];
     r.on('change', (c: RegistryChange) => changes.push(c));
 
-    r.apply([e(k.user('alice'), user('alice', KEY_B))], rev);
+    r.apply([e(k.owner('a', 'alice'), user('alice', KEY_B))], rev);
     expect(changes.at(-1)!.vms.sort()).toEqual(['a/v1', 'a/v2']);
     expect(r.vmByName('a', 'v2')!.authorizedKeys).toEqual([KEY_B]);
+    // A copy re-put unchanged (a VM joining) changes nothing.
+    const before = changes.length;
+    r.apply([e(k.owner('a', 'alice'), user('alice', KEY_B))], rev);
+    expect(changes.length).toBe(before);
 
-    // v2 moves to bob: bob's changes now reach it, alice's no longer do.
-    r.apply([e(k.vm('a', 'v2'), vm('v2', 'a', 'bob', 2))], rev);
-    r.apply([e(k.user('bob'), user('bob', KEY_A))], rev);
+    // v2 moves to bob (the writer puts bob's copy in "a" in the same transaction): bob's changes in
+    // "a" now reach it, alice's no longer do; bob's copy in "b" serves b's VMs only.
+    r.apply([e(k.vm('a', 'v2'), vm('v2', 'a', 'bob', 2)), e(k.owner('a', 'bob'), user('bob', KEY_B))], rev);
+    expect(r.vmByName('a', 'v2')!.authorizedKeys).toEqual([KEY_B]);
+    r.apply([e(k.owner('a', 'bob'), user('bob', KEY_A)), e(k.owner('b', 'bob'), user('bob', KEY_A))], rev);
     expect(changes.at(-1)!.vms.sort()).toEqual(['a/v2', 'b/v3']);
     expect(r.vmByName('a', 'v2')!.authorizedKeys).toEqual([KEY_A]);
-    r.apply([{ key: k.user('alice'), value: undefined, modRevision: ++rev }], rev);
+    r.apply([{ key: k.owner('a', 'alice'), value: undefined, modRevision: ++rev }], rev);
     expect(changes.at(-1)!.vms).toEqual(['a/v1']);
     expect(r.vmByName('a', 'v1')!.authorizedKeys).toEqual([]);
+    expect(r.owner('b', 'alice')).toBeUndefined();
 
     // A network change touches its VMs only; deleting it drops their views, re-adding restores them.
     r.apply([e(k.network('b'), { ...net('b', 2), domain: 'bee.example' })], rev);

@@ -49,10 +49,13 @@ describe('Registry following etcd', () => {
     const etcd = (t.store.kv as EtcdKv).client;
     const kv = new EtcdKv({ endpoints: [] }, etcd);
     let once = true;
-    const range = kv.range.bind(kv);
-    kv.range = async (prefix: string) => {
-      const r = await range(prefix);
-      if (once) {
+    let reads = 0;
+    const ranges = t.store.keys.applianceRanges();
+    const rangeInto = kv.rangeInto.bind(kv);
+    kv.rangeInto = async (...args: Parameters<EtcdKv['rangeInto']>) => {
+      const r = await rangeInto(...args);
+      // After the load's last range: between the read and the watch.
+      if (once && ++reads === ranges.length) {
         once = false;
         await t.writer.addVm({ name: 'late1', network: 'lab' });
         await t.writer.addVm({ name: 'late2', network: 'lab' });
@@ -62,7 +65,7 @@ describe('Registry following etcd', () => {
       return r;
     };
     const registry = new Registry({ prefix: t.prefix, log: silentLogger() });
-    const source = new EtcdSource(kv, { prefix: t.store.keys.root, log: silentLogger() });
+    const source = new EtcdSource(kv, { ranges, log: silentLogger() });
     await source.start(registry);
     expect(registry.vmByName('lab', 'late2')).toBeUndefined();
     await eventually(() => source.health().reloads === 1);

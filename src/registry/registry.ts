@@ -54,11 +54,29 @@ export interface RegistryOptions {
   prefix?: string;
   /** Serve only these networks (default: all). */
   networks?: string[];
+  /**
+   * Where VMs come from: their records (the appliance), or the launch specs on a host (the agent,
+   * which never sees user-data). Default: records.
+   */
+  vmsFrom?: 'records' | 'launch';
   log: Logger;
 }
 
 interface Rec<T> { value: T; mod: number }
-interface UserRec extends Rec<User> { /** The user's key texts, shared by the views of all their VMs. */ keyTexts: string[] }
+interface UserRec extends Rec<User> {
+  /** The stored text, to tell a re-put from a change. */
+  text: string;
+  /** The user's key texts, shared by the views of all their VMs. */
+  keyTexts: string[];
+}
+
+function parseJsonOr(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
 
 /** Adds to / removes from a Map of Sets (the owner and network indexes of VM keys). */
 function addTo(index: Map<string, Set<string>>, name: string, key: string): void {
@@ -78,13 +96,16 @@ export class Registry extends EventEmitter implements StateSink {
   revision = 0;
   generation = 0;
   skipped = 0;
+  /** The store's layout marker (keys.ts), once read; undefined: none (layout 1, or an empty store). */
+  layout?: number;
 
   private networksByName = new Map<string, NetworkView>();
   private networksByDomain = new Map<string, NetworkView>();
   private networkMods = new Map<string, number>();
+  /** Owner copies by "<network>/<user>": a VM's owner is the copy in its own network. */
   private users = new Map<string, UserRec>();
   private vms = new Map<string, Rec<Vm>>();
-  /** VM keys by owner and by network (records, whether or not they have a view): re-indexing after a user or network change touches only those. */
+  /** VM keys by "<network>/<owner>" and by network (records, whether or not they have a view): re-indexing after an owner or network change touches only those. */
   private vmsByOwner = new Map<string, Set<string>>();
   private vmsByNetwork = new Map<string, Set<string>>();
   private views = new Map<string, VmView>();
@@ -116,7 +137,8 @@ export class Registry extends EventEmitter implements StateSink {
   networks(): NetworkView[] { return [...this.networksByName.values()]; }
   allVms(): IterableIterator<VmView> { return this.views.values(); }
   get vmCount(): number { return this.views.size; }
-  user(name: string): User | undefined { return this.users.get(name)?.value; }
+  /** The owner record VMs of `network` see. */
+  owner(network: string, name: string): User | undefined { return this.users.get(`${network}/${name}`)?.value; }
   vmState(key: string): VmState | undefined { return this.vmStates.get(key); }
   hosts(): Host[] { return [...this.hostsByName.values()]; }
 
@@ -144,11 +166,9 @@ export class Registry extends EventEmitter implements StateSink {
     this.byFqdn = new Map();
     this.vmStates = new Map();
     this.hostsByName = new Map();
-    // Networks and users first, so VM views are built in one pass (and once).
-    const networks = this.keys.network(''), users = this.keys.user('');
-    const first = (key: string) => key.startsWith(networks) || key.startsWith(users);
-    for (const e of entries) if (first(e.key)) this.put(e.key, e.value, e.modRevision, false);
-    for (const e of entries) if (!first(e.key)) this.put(e.key, e.value, e.modRevision, false);
+    this.layout = undefined;
+    // All records first, VM views after, so they are built in one pass (and once).
+    for (const e of entries) this.put(e.key, e.value, e.modRevision, false);
     for (const key of this.vms.keys()) this.indexVm(key);
     this.revision = revision;
     this.loaded = true;
@@ -209,6 +229,11 @@ export class Registry extends EventEmitter implements StateSink {
   private putParsed(k: ParsedKey, key: string, value: string, mod: number, index: boolean): { vms: string[]; networks: boolean } {
     const none = { vms: [], networks: false };
     switch (k.kind) {
+      case 'layout': {
+        const v = (parseJsonOr(value) as { v?: unknown } | undefined)?.v;
+        this.layout = typeof v === 'number' ? v : undefined;
+        return none;
+      }
       case 'network': {
         const n = this.decode(NetworkSchema, key, value);
         if (!n || n.name !== k.parts[0]) return n ? (this.skip(key, 'name does not match key'), this.remove(key)) : this.remove(key);
@@ -226,30 +251,38 @@ export class Registry extends EventEmitter implements StateSink {
         this.networkMods.set(n.name, mod);
         return { vms: index ? this.reindex(this.vmsByNetwork.get(n.name)) : [], networks: true };
       }
-      case 'user': {
+      case 'owner': {
+        const [network, name] = k.parts;
+        if (this.only && !this.only.has(network)) return none;
+        const okey = `${network}/${name}`;
+        // The writer re-puts a copy unchanged when a VM joins: that changes nothing any VM serves.
+        if (this.users.get(okey)?.text === value) return none;
         const u = this.decode(UserSchema, key, value);
-        if (!u) return this.remove(key);
-        this.users.set(u.name, { value: u, mod, keyTexts: u.keys.map((uk) => uk.key) });
-        return { vms: index ? this.reindex(this.vmsByOwner.get(u.name)) : [], networks: false };
+        if (!u || u.name !== name) return u ? (this.skip(key, 'name does not match key'), this.remove(key)) : this.remove(key);
+        this.users.set(okey, { value: u, mod, text: value, keyTexts: u.keys.map((uk) => uk.key) });
+        return { vms: index ? this.reindex(this.vmsByOwner.get(okey)) : [], networks: false };
       }
-      case 'vm': {
+      case 'vm':
+      case 'launch': {
+        if (k.kind !== (this.opts.vmsFrom === 'launch' ? 'launch' : 'vm')) return none;
+        const [network, name] = k.kind === 'launch' ? k.parts.slice(1) : k.parts;
         const vm = this.decode(VmSchema, key, value, canonicalVm);
-        const vkey = `${k.parts[0]}/${k.parts[1]}`;
-        if (!vm || vm.network !== k.parts[0] || vm.name !== k.parts[1]) {
-          if (vm) this.skip(key, 'name or network does not match key');
+        const vkey = `${network}/${name}`;
+        if (!vm || vm.network !== network || vm.name !== name || (k.kind === 'launch' && vm.host !== k.parts[0])) {
+          if (vm) this.skip(key, 'name, network or host does not match key');
           return this.remove(key);
         }
         if (this.only && !this.only.has(vm.network)) return none;
         this.forgetVmRecord(vkey);
         this.vms.set(vkey, { value: vm, mod });
-        if (vm.owner !== undefined) addTo(this.vmsByOwner, vm.owner, vkey);
+        if (vm.owner !== undefined) addTo(this.vmsByOwner, `${vm.network}/${vm.owner}`, vkey);
         addTo(this.vmsByNetwork, vm.network, vkey);
         if (index) this.indexVm(vkey);
         return { vms: [vkey], networks: false };
       }
       case 'vm-state': {
         const s = this.decode(VmStateSchema, key, value);
-        if (s) this.vmStates.set(`${k.parts[0]}/${k.parts[1]}`, s);
+        if (s) this.vmStates.set(`${k.parts[1]}/${k.parts[2]}`, s);
         return none;
       }
       case 'host': {
@@ -266,6 +299,9 @@ export class Registry extends EventEmitter implements StateSink {
     const k = this.keys.parse(key);
     if (!k) return { vms: [], networks: false };
     switch (k.kind) {
+      case 'layout':
+        this.layout = undefined;
+        return { vms: [], networks: false };
       case 'network': {
         const old = this.networksByName.get(k.parts[0]);
         if (!old) return { vms: [], networks: false };
@@ -274,18 +310,22 @@ export class Registry extends EventEmitter implements StateSink {
         this.networkMods.delete(k.parts[0]);
         return { vms: this.reindex(this.vmsByNetwork.get(k.parts[0])), networks: true };
       }
-      case 'user':
-        this.users.delete(k.parts[0]);
-        return { vms: this.reindex(this.vmsByOwner.get(k.parts[0])), networks: false };
-      case 'vm': {
-        const vkey = `${k.parts[0]}/${k.parts[1]}`;
+      case 'owner': {
+        const okey = `${k.parts[0]}/${k.parts[1]}`;
+        if (!this.users.delete(okey)) return { vms: [], networks: false };
+        return { vms: this.reindex(this.vmsByOwner.get(okey)), networks: false };
+      }
+      case 'vm':
+      case 'launch': {
+        if (k.kind !== (this.opts.vmsFrom === 'launch' ? 'launch' : 'vm')) return { vms: [], networks: false };
+        const vkey = k.kind === 'launch' ? `${k.parts[1]}/${k.parts[2]}` : `${k.parts[0]}/${k.parts[1]}`;
         if (!this.vms.has(vkey)) return { vms: [], networks: false };
         this.unindexVm(vkey);
         this.forgetVmRecord(vkey);
         return { vms: [vkey], networks: false };
       }
       case 'vm-state':
-        this.vmStates.delete(`${k.parts[0]}/${k.parts[1]}`);
+        this.vmStates.delete(`${k.parts[1]}/${k.parts[2]}`);
         return { vms: [], networks: false };
       case 'host':
         this.hostsByName.delete(k.parts[0]);
@@ -300,7 +340,7 @@ export class Registry extends EventEmitter implements StateSink {
     const old = this.vms.get(key);
     if (!old) return;
     this.vms.delete(key);
-    removeFrom(this.vmsByOwner, old.value.owner, key);
+    if (old.value.owner !== undefined) removeFrom(this.vmsByOwner, `${old.value.network}/${old.value.owner}`, key);
     removeFrom(this.vmsByNetwork, old.value.network, key);
   }
 
@@ -329,7 +369,7 @@ export class Registry extends EventEmitter implements StateSink {
     const vm = rec.value;
     const net = this.networksByName.get(vm.network);
     if (!net) return;
-    const owner = vm.owner ? this.users.get(vm.owner) : undefined;
+    const owner = vm.owner ? this.users.get(`${vm.network}/${vm.owner}`) : undefined;
     const addresses6 = [eui64AddressIn(net.slaac!, vm.mac)];
     const addresses4: string[] = [];
     for (const text of vm.addresses) {

@@ -72,3 +72,10 @@ export class StoreUnavailableError extends Error {
     super(`store unavailable (${what}): ${cause instanceof Error ? cause.message : String(cause)}`);
   }
 }
+
+/** The store answered, but our credentials may not read this range: a configuration error, not an outage. */
+export class StoreAccessError extends Error {
+  constructor(store: string, readonly range: string, cause: unknown) {
+    super(`${store} refused to let this process read ${range} (${(cause instanceof Error ? cause.message : String(cause)).replace(/^store unavailable \([^)]*\): /, '')}): grant it in the etcd role`);
+  }
+}

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Kv, StateSource } from './kv.js';
-import { Keys, DEFAULT_PREFIX } from './keys.js';
+import { Keys, DEFAULT_PREFIX, type KeyRange } from './keys.js';
 import { EtcdKv } from './etcd/kv.js';
 import { EtcdSource } from './etcd/source.js';
 import type { EtcdTls } from './etcd/client.js';
@@ -18,7 +18,8 @@ export interface OpenedStore {
   kv: Kv;
   keys: Keys;
   url: string;
-  source(log: Logger): StateSource;
+  /** Follows `ranges` (default: what an appliance serving every network reads). */
+  source(log: Logger, ranges?: KeyRange[]): StateSource;
 }
 
 export class StoreUrlError extends Error {}
@@ -44,8 +45,8 @@ export function openStore(url: string, opts: StoreOptions = {}): OpenedStore {
   const keys = new Keys(opts.prefix ?? DEFAULT_PREFIX);
   if (parsed.kind === 'etcd') {
     const kv = new EtcdKv({ endpoints: parsed.endpoints, tls: opts.tls });
-    return { kv, keys, url, source: (log) => new EtcdSource(kv, { prefix: keys.root, log }) };
+    return { kv, keys, url, source: (log, ranges) => new EtcdSource(kv, { ranges: ranges ?? keys.applianceRanges(), log }) };
   }
   const kv = new FileKv(parsed.path);
-  return { kv, keys, url, source: (log) => new FileSource(parsed.path, keys.root, log) };
+  return { kv, keys, url, source: (log, ranges) => new FileSource(parsed.path, ranges ?? keys.applianceRanges(), log) };
 }

@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Kv, KvCompare, KvEntry } from './kv.js';
-import type { Keys } from './keys.js';
+import { LAYOUT, type Keys } from './keys.js';
+import { claims as vmClaims, derivedRecords, type Put } from './derived.js';
 import { StoreError, exists, inUse, invalid, notFound } from './errors.js';
 import {
   HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, describeIssues,
@@ -15,6 +16,16 @@ import {
 import { namesNest, parseAddress, parsePrefix, prefixContains, reverseZones } from '../model/ip.js';
 import { randomLocalMac } from '../model/mac.js';
 import { eui64Address } from '../model/eui64.js';
+
+/** A transaction's parts, gathered from several helpers. */
+interface Ops { compares: KvCompare[]; puts: Put[]; deletes: string[] }
+const noOps = (): Ops => ({ compares: [], puts: [], deletes: [] });
+function merge(...all: Ops[]): Ops {
+  return { compares: all.flatMap((o) => o.compares), puts: all.flatMap((o) => o.puts), deletes: all.flatMap((o) => o.deletes) };
+}
+
+/** How many of an owner's other references a removal compares (see dropOwner). */
+const OWNER_REF_COMPARES = 8;
 
 const CAS_ATTEMPTS = 64;
 const MAC_ATTEMPTS = 16;
@@ -34,7 +45,29 @@ export type VmPatch = Partial<Omit<z.input<typeof VmSchema>, 'v' | 'id' | 'name'
 };
 
 export class StoreWriter {
+  private layoutChecked = false;
+
   constructor(readonly kv: Kv, readonly keys: Keys) {}
+
+  // ---- layout ----
+
+  /**
+   * Refuses to write into a store still in layout 1 (it would get owner copies for some VMs only):
+   * `store migrate` first. An empty store gets the marker with its first network.
+   */
+  private async layoutOps(): Promise<Ops> {
+    if (this.layoutChecked) return noOps();
+    const marker = await this.kv.get(this.keys.layout);
+    if (marker) {
+      const v = (JSON.parse(marker.value) as { v?: number }).v;
+      if (v !== LAYOUT) throw invalid(`store at ${this.keys.root} has layout ${v}; this version writes layout ${LAYOUT}`);
+      this.layoutChecked = true;
+      return noOps();
+    }
+    const networks = await this.kv.range(this.keys.network(''));
+    if (networks.entries.length) throw invalid(`store at ${this.keys.root} is in layout 1: run \`uncloud-metadata store migrate\` first`);
+    return { compares: [{ key: this.keys.layout, modRevision: 0 }], puts: [{ key: this.keys.layout, value: JSON.stringify({ v: LAYOUT }) }], deletes: [] };
+  }
 
   // ---- networks ----
 
@@ -66,19 +99,25 @@ export class StoreWriter {
       if (!network.prefix4) throw invalid('metadata4 needs prefix4');
       checkInside(network.metadata4, network.prefix4, 'metadata4');
     }
-    const r = await this.kv.txn({
+    const layout = await this.layoutOps();
+    const r = await this.kv.txn(merge(layout, {
       compares: [{ key: this.keys.network(network.name), modRevision: 0 }],
       puts: [{ key: this.keys.network(network.name), value: JSON.stringify(network) }],
       deletes: [],
-    });
-    if (!r.succeeded) throw exists(`network "${network.name}" already exists`);
+    }));
+    if (!r.succeeded) {
+      if (layout.puts.length) this.layoutChecked = false;
+      throw exists(`network "${network.name}" already exists`);
+    }
+    this.layoutChecked = true;
     return network;
   }
 
   async removeNetwork(name: string): Promise<void> {
     const { entry } = await this.getNetwork(name);
-    const vms = await this.kv.range(this.keys.vmsOf(name));
-    if (vms.entries.length) throw inUse(`network "${name}" still has ${vms.entries.length} VM(s); remove them first`);
+    await this.layoutOps();
+    const vms = (await this.kv.range(this.keys.vmsOf(name))).entries.filter((e) => this.keys.parse(e.key)?.kind === 'vm');
+    if (vms.length) throw inUse(`network "${name}" still has ${vms.length} VM(s); remove them first`);
     const r = await this.kv.txn({ compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [], deletes: [entry.key] });
     if (!r.succeeded) throw new StoreError('conflict', `network "${name}" changed while removing it; try again`);
   }
@@ -112,20 +151,36 @@ export class StoreWriter {
   async removeUser(name: string): Promise<void> {
     const e = await this.kv.get(this.keys.user(name));
     if (!e) throw notFound(`user "${name}" does not exist`);
-    const owned = (await this.listVms()).filter((v) => v.owner === name);
-    if (owned.length) throw inUse(`user "${name}" owns ${owned.length} VM(s): ${owned.slice(0, 5).map((v) => v.name).join(', ')}`);
+    await this.layoutOps();
+    const owned = (await this.kv.range(this.keys.ownedBy(name))).entries.map((r) => this.keys.parse(r.key)?.parts[2] ?? '?');
+    if (owned.length) throw inUse(`user "${name}" owns ${owned.length} VM(s): ${owned.slice(0, 5).join(', ')}`);
     const r = await this.kv.txn({ compares: [{ key: e.key, modRevision: e.modRevision }], puts: [], deletes: [e.key] });
     if (!r.succeeded) throw new StoreError('conflict', `user "${name}" changed while removing it; try again`);
   }
 
+  /**
+   * Changes a user and, in the same transaction, the copy of it in every network where it owns a
+   * VM (what those networks' appliances read). A VM added meanwhile in a new network re-puts the
+   * user record (addOwner), which fails this compare and makes us look again.
+   */
   private async casUser(name: string, create: boolean, change: (u: User) => User): Promise<User> {
+    const layout = await this.layoutOps();
     for (let i = 0; i < CAS_ATTEMPTS; i++) {
       const key = this.keys.user(name);
       const e = await this.kv.get(key);
       if (!e && !create) throw notFound(`user "${name}" does not exist`);
       const current: User = e ? decode(UserSchema, e) : validate(UserSchema, { v: 1, name, keys: [] }, 'user');
       const next = validate(UserSchema, change(current), 'user');
-      const r = await this.kv.txn({ compares: [{ key, modRevision: e?.modRevision ?? 0 }], puts: [{ key, value: JSON.stringify(next) }], deletes: [] });
+      const value = JSON.stringify(next);
+      const copies: Ops = noOps();
+      const networks = new Set((await this.kv.range(this.keys.ownedBy(name))).entries.map((r) => this.keys.parse(r.key)?.parts[1]).filter((n): n is string => !!n));
+      for (const network of networks) {
+        const copyKey = this.keys.owner(network, name);
+        const copy = await this.kv.get(copyKey);
+        copies.compares.push({ key: copyKey, modRevision: copy?.modRevision ?? 0 });
+        copies.puts.push({ key: copyKey, value });
+      }
+      const r = await this.kv.txn(merge(i === 0 ? layout : noOps(), copies, { compares: [{ key, modRevision: e?.modRevision ?? 0 }], puts: [{ key, value }], deletes: [] }));
       if (r.succeeded) return next;
     }
     throw new StoreError('conflict', `user "${name}" kept changing under us; try again`);
@@ -133,26 +188,31 @@ export class StoreWriter {
 
   // ---- VMs ----
 
+  /** What each host's agent last reported, by "<network>/<name>" (the newest report when a VM moved). */
   async listVmStates(): Promise<Map<string, VmState>> {
     const out = new Map<string, VmState>();
-    for (const e of (await this.kv.range(this.keys.vmStates)).entries) {
+    for (const e of (await this.kv.range(this.keys.hosts)).entries) {
       const k = this.keys.parse(e.key);
-      const r = VmStateSchema.safeParse(JSON.parse(e.value));
-      if (k && r.success) out.set(`${k.parts[0]}/${k.parts[1]}`, r.data);
+      if (k?.kind !== 'vm-state') continue;
+      const r = VmStateSchema.safeParse(parseJson(e.value));
+      const key = `${k.parts[1]}/${k.parts[2]}`;
+      const seen = out.get(key);
+      if (r.success && (!seen || seen.since < r.data.since)) out.set(key, r.data);
     }
     return out;
   }
 
   async listHosts(): Promise<Host[]> {
     return (await this.kv.range(this.keys.hosts)).entries.flatMap((e) => {
-      const r = HostSchema.safeParse(JSON.parse(e.value));
+      if (this.keys.parse(e.key)?.kind !== 'host') return [];
+      const r = HostSchema.safeParse(parseJson(e.value));
       return r.success ? [r.data] : [];
     });
   }
 
   async listVms(network?: string): Promise<Vm[]> {
     const prefix = network ? this.keys.vmsOf(network) : this.keys.vms;
-    return (await this.kv.range(prefix)).entries.map((e) => decode(VmSchema, e));
+    return (await this.kv.range(prefix)).entries.filter((e) => this.keys.parse(e.key)?.kind === 'vm').map((e) => decode(VmSchema, e));
   }
 
   /** Finds a VM by name; `network` is needed only when the name exists in several networks. */
@@ -162,41 +222,46 @@ export class StoreWriter {
       if (!entry) throw notFound(`VM "${name}" does not exist in network "${network}"`);
       return { vm: decode(VmSchema, entry), entry };
     }
-    const matches = (await this.kv.range(this.keys.vms)).entries.filter((e) => e.key.endsWith(`/${name}`) && this.keys.parse(e.key)?.parts[1] === name);
+    const matches = (await this.kv.range(this.keys.vms)).entries.filter((e) => e.key.endsWith(`/${name}`) && this.isVmNamed(e.key, name));
     if (!matches.length) throw notFound(`VM "${name}" does not exist`);
     if (matches.length > 1) throw invalid(`VM name "${name}" exists in several networks; name one with --network`);
     return { vm: decode(VmSchema, matches[0]), entry: matches[0] };
   }
 
+  private isVmNamed(key: string, name: string): boolean {
+    const k = this.keys.parse(key);
+    return k?.kind === 'vm' && k.parts[1] === name;
+  }
+
   async addVm(input: Omit<VmPatch, 'mac'> & { name: string; network: string; mac?: string }): Promise<Vm> {
     const givenMac = input.mac;
+    const layout = await this.layoutOps();
     for (let attempt = 0; attempt < MAC_ATTEMPTS; attempt++) {
       const { network, entry: netEntry } = await this.getNetwork(input.network);
-      if (input.owner) await this.getUser(input.owner);
       const vm = validate(VmSchema, {
         v: 1, id: randomUUID(), createdAt: new Date().toISOString(), ...input,
         mac: givenMac ?? randomLocalMac(),
         resources: input.resources ?? {},
       }, 'VM');
       this.checkAddresses(vm, network);
-      const claims = this.claims(vm, network);
-      const compares: KvCompare[] = [
-        { key: netEntry.key, modRevision: netEntry.modRevision },
-        { key: this.keys.vm(vm.network, vm.name), modRevision: 0 },
-        ...claims.map((c) => ({ key: c.key, modRevision: 0 })),
-      ];
-      const r = await this.kv.txn({
-        compares,
-        puts: [{ key: this.keys.vm(vm.network, vm.name), value: JSON.stringify(vm) }, ...claims],
+      const owner = vm.owner ? await this.addOwner(vm.owner, vm.network) : noOps();
+      const claims = vmClaims(this.keys, vm, network);
+      const r = await this.kv.txn(merge(attempt === 0 ? layout : noOps(), owner, {
+        compares: [
+          { key: netEntry.key, modRevision: netEntry.modRevision },
+          { key: this.keys.vm(vm.network, vm.name), modRevision: 0 },
+          ...claims.map((c) => ({ key: c.key, modRevision: 0 })),
+        ],
+        puts: [{ key: this.keys.vm(vm.network, vm.name), value: JSON.stringify(vm) }, ...derivedRecords(this.keys, vm, network)],
         deletes: [],
-      });
+      }));
       if (r.succeeded) return vm;
       // Find out which compare failed, and either name it or retry with a fresh MAC.
       if (await this.kv.get(this.keys.vm(vm.network, vm.name))) throw exists(`VM "${vm.name}" already exists in network "${vm.network}"`);
       const macHolder = await this.kv.get(claims[0].key);
       if (macHolder && givenMac) throw this.claimTaken(claims[0].key, macHolder);
       if (!macHolder) await this.throwIfClaimed(claims.slice(1));
-      // otherwise: the network changed, or a random MAC collided; go again
+      // otherwise: the network or the owner changed, or a random MAC collided; go again
     }
     throw new StoreError('conflict', `could not create VM "${input.name}": the store kept changing; try again`);
   }
@@ -206,29 +271,33 @@ export class StoreWriter {
    * current record inside the CAS loop, so concurrent edits of different fields all land.
    */
   async setVm(name: string, network: string | undefined, patchOrFn: VmPatch | ((current: Vm) => VmPatch)): Promise<Vm> {
+    const layout = await this.layoutOps();
     for (let i = 0; i < CAS_ATTEMPTS; i++) {
       const { vm: current, entry } = await this.findVm(name, network);
       const patch = typeof patchOrFn === 'function' ? patchOrFn(current) : patchOrFn;
       const { network: net, entry: netEntry } = await this.getNetwork(current.network);
-      if (patch.owner) await this.getUser(patch.owner);
       const next = validate(VmSchema, {
         ...current, ...stripUndefined(patch),
         resources: { ...current.resources, ...stripUndefined(patch.resources ?? {}) },
       }, 'VM');
       this.checkAddresses(next, net);
-      const before = new Set(this.claims(current, net).map((c) => c.key));
-      const after = this.claims(next, net);
-      const added = after.filter((c) => !before.has(c.key));
-      const removed = [...before].filter((k) => !after.some((c) => c.key === k));
-      const r = await this.kv.txn({
+      const claimKeys = new Set(vmClaims(this.keys, next, net).map((c) => c.key));
+      const before = new Map(derivedRecords(this.keys, current, net).map((p) => [p.key, p.value]));
+      const after = derivedRecords(this.keys, next, net);
+      const added = after.filter((p) => !before.has(p.key) && claimKeys.has(p.key));
+      const owner = next.owner === current.owner ? noOps() : merge(
+        next.owner ? await this.addOwner(next.owner, next.network) : noOps(),
+        current.owner ? await this.dropOwner(current.owner, current.network, current.name) : noOps(),
+      );
+      const r = await this.kv.txn(merge(i === 0 ? layout : noOps(), owner, {
         compares: [
           { key: entry.key, modRevision: entry.modRevision },
           { key: netEntry.key, modRevision: netEntry.modRevision },
           ...added.map((c) => ({ key: c.key, modRevision: 0 })),
         ],
-        puts: [{ key: entry.key, value: JSON.stringify(next) }, ...added],
-        deletes: removed,
-      });
+        puts: [{ key: entry.key, value: JSON.stringify(next) }, ...after.filter((p) => before.get(p.key) !== p.value)],
+        deletes: [...before.keys()].filter((k) => !after.some((p) => p.key === k)),
+      }));
       if (r.succeeded) return next;
       await this.throwIfClaimed(added);
     }
@@ -236,17 +305,58 @@ export class StoreWriter {
   }
 
   async removeVm(name: string, network?: string): Promise<Vm> {
+    const layout = await this.layoutOps();
     for (let i = 0; i < CAS_ATTEMPTS; i++) {
       const { vm, entry } = await this.findVm(name, network);
       const { network: net } = await this.getNetwork(vm.network);
-      const r = await this.kv.txn({
+      const owner = vm.owner ? await this.dropOwner(vm.owner, vm.network, vm.name) : noOps();
+      const r = await this.kv.txn(merge(i === 0 ? layout : noOps(), owner, {
         compares: [{ key: entry.key, modRevision: entry.modRevision }],
         puts: [],
-        deletes: [entry.key, this.keys.vmState(vm.network, vm.name), ...this.claims(vm, net).map((c) => c.key)],
-      });
+        deletes: [
+          entry.key, ...derivedRecords(this.keys, vm, net).map((p) => p.key),
+          ...(vm.host ? [this.keys.vmState(vm.host, vm.network, vm.name)] : []),
+        ],
+      }));
       if (r.succeeded) return vm;
     }
     throw new StoreError('conflict', `VM "${name}" kept changing under us; try again`);
+  }
+
+  // ---- owner copies: vms/<network>/.owners/<user> exists exactly while owned/<user>/<network>/ is not empty ----
+
+  /**
+   * A VM of `user` joins `network`: the user's copy there is (re-)put from the current record, which
+   * must not change before we commit. The re-put also fails a concurrent removal that was about to
+   * delete the copy (it compares the copy). A first copy in a network re-puts the user record too,
+   * so a concurrent user change, which did not know about this network, fails and looks again.
+   */
+  private async addOwner(user: string, network: string): Promise<Ops> {
+    const userKey = this.keys.user(user);
+    const entry = await this.kv.get(userKey);
+    if (!entry) throw notFound(`user "${user}" does not exist`);
+    const value = JSON.stringify(decode(UserSchema, entry));
+    const copyKey = this.keys.owner(network, user);
+    const copy = await this.kv.get(copyKey);
+    return {
+      compares: [{ key: userKey, modRevision: entry.modRevision }, { key: copyKey, modRevision: copy?.modRevision ?? 0 }],
+      puts: [{ key: copyKey, value }, ...(copy ? [] : [{ key: userKey, value: entry.value }])],
+      deletes: [],
+    };
+  }
+
+  /**
+   * A VM named `name` of `user` leaves `network`: the copy goes with the last such VM. When other
+   * VMs remain, comparing some of them makes the last of several concurrent removals fail and
+   * look again (every other reference it compared is gone by then), so it deletes the copy.
+   */
+  private async dropOwner(user: string, network: string, name: string): Promise<Ops> {
+    const mine = this.keys.owned(user, network, name);
+    const others = (await this.kv.range(this.keys.ownedBy(user, network))).entries.filter((e) => e.key !== mine);
+    if (others.length) return { compares: others.slice(0, OWNER_REF_COMPARES).map((e) => ({ key: e.key, modRevision: e.modRevision })), puts: [], deletes: [] };
+    const copyKey = this.keys.owner(network, user);
+    const copy = await this.kv.get(copyKey);
+    return { compares: [{ key: copyKey, modRevision: copy?.modRevision ?? 0 }], puts: [], deletes: copy ? [copyKey] : [] };
   }
 
   /** Names the first of these claims another VM holds, if any. */
@@ -260,19 +370,6 @@ export class StoreWriter {
   private claimTaken(key: string, holder: KvEntry): StoreError {
     const what = this.keys.parse(key)?.kind === 'mac' ? 'MAC' : 'address';
     return exists(`${what} ${key.split('/').pop()} is already used by VM ${holder.value}`);
-  }
-
-  /**
-   * The index keys a VM holds: its MAC first, then its EUI-64 address and each explicit one, so
-   * that no two VMs can ever answer to the same address (the metadata service's identity rests on it).
-   */
-  private claims(vm: Vm, network: Network): { key: string; value: string }[] {
-    const owner = `${vm.network}/${vm.name}`;
-    const derived = eui64Address(parsePrefix(network.prefix6, 6)!, vm.mac);
-    return [
-      { key: this.keys.mac(vm.mac), value: owner },
-      ...[derived, ...vm.addresses].map((a) => ({ key: this.keys.address(a), value: owner })),
-    ];
   }
 
   private checkAddresses(vm: Vm, network: Network): void {
@@ -315,6 +412,14 @@ function overlaps(a: string, b: string): boolean {
   const pa = parsePrefix(a)!;
   const pb = parsePrefix(b)!;
   return prefixContains(pa, pb.address) || prefixContains(pb, pa.address);
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

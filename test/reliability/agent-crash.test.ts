@@ -78,7 +78,7 @@ describe('agent killed mid-reconcile', () => {
     }
     proc = startProc();
     const convergedMs = await within(60_000, async () => {
-      const states = (await t.store.kv.range(t.store.keys.vmStates)).entries.map((e) => VmStateSchema.parse(JSON.parse(e.value)));
+      const states = (await t.store.kv.range(t.store.keys.statesOf('hv1'))).entries.map((e) => VmStateSchema.parse(JSON.parse(e.value)));
       return states.length === VMS.length && states.every((s) => s.state === 'running') && qemusOf(NET).size === VMS.length;
     }, 'all VMs running once');
     await sleep(1500); // let a sweep and a pass run: nothing may change any more
@@ -86,7 +86,7 @@ describe('agent killed mid-reconcile', () => {
     const live = qemusOf(NET);
     expect([...live.values()].sort()).toEqual(VMS.map((n) => `${NET}/${n}`).sort());
     expect([...qemuInstancesOf(NET).values()]).toEqual(VMS.map(() => 1));
-    const states = new Map((await t.store.kv.range(t.store.keys.vmStates)).entries.map((e) => [e.key.split('/').pop()!, VmStateSchema.parse(JSON.parse(e.value))]));
+    const states = new Map((await t.store.kv.range(t.store.keys.statesOf('hv1'))).entries.map((e) => [e.key.split('/').pop()!, VmStateSchema.parse(JSON.parse(e.value))]));
     for (const n of VMS) expect(live.get(states.get(n)!.pid!)).toBe(`${NET}/${n}`);
     const links = await taps(ns);
     const taps0 = VMS.map((_, i) => tapName(`52:54:00:72:00:0${i + 1}`));
@@ -150,7 +150,7 @@ exec "${real}" "$@"
     // The agent's wait before each relaunch: from the kill to the next launch. Backoff makes it at
     // least 200, 400, 800, ... ms, whatever the machine's load adds on top.
     const waits = at.slice(1).map((x, i) => x - killed[i]);
-    const state = VmStateSchema.parse(JSON.parse((await t.store.kv.get(t.store.keys.vmState(NET, 'crashy')))!.value));
+    const state = VmStateSchema.parse(JSON.parse((await t.store.kv.get(t.store.keys.vmState('hv1', NET, 'crashy')))!.value));
     figure('qemu-crash-loop', { windowMs: WINDOW_MS, launches: at.length, waitsAfterCrashMs: waits, restarts: state.restarts, lastError: state.lastError });
     // Without backoff a 100 ms sweep would relaunch ~20 times in the window; with it, a handful.
     expect(at.length).toBeGreaterThanOrEqual(3);

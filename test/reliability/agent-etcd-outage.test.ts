@@ -29,7 +29,7 @@ describe('agent with etcd down', () => {
 
   const states = async () => {
     const out = new Map<string, ReturnType<typeof VmStateSchema.parse>>();
-    for (const e of (await store.kv.range(store.keys.vmStates)).entries) out.set(e.key.split('/').slice(-2).join('/'), VmStateSchema.parse(JSON.parse(e.value)));
+    for (const e of (await store.kv.range(store.keys.statesOf('hv1'))).entries) out.set(e.key.split('/').slice(-2).join('/'), VmStateSchema.parse(JSON.parse(e.value)));
     return out;
   };
 

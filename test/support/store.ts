@@ -19,7 +19,7 @@ export interface TestStore {
   writer: StoreWriter;
   prefix: string;
   url: string;
-  /** A registry following this store, started and loaded. */
+  /** A registry following this store as an appliance serving `networks` (default all) does, started and loaded. */
   follow(networks?: string[]): Promise<{ registry: Registry; close(): Promise<void> }>;
   close(): Promise<void>;
 }
@@ -34,7 +34,7 @@ export function etcdTestStore(): TestStore {
     writer: new StoreWriter(store.kv, store.keys),
     async follow(networks) {
       const registry = new Registry({ prefix, networks, log: silentLogger() });
-      const source = store.source(silentLogger());
+      const source = store.source(silentLogger(), store.keys.applianceRanges(networks));
       await source.start(registry);
       const close = () => source.close();
       closers.push(close);

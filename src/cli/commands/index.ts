@@ -6,7 +6,8 @@ import { raConfigCommand } from './ra-config.js';
 import { agentCommand } from './agent.js';
 import { serveCommand } from './serve.js';
 import { identityCommand } from './identity.js';
+import { storeCommand } from './store.js';
 
 export function extraCommands(): Command[] {
-  return [serveCommand(), agentCommand(), statusCommand(), configCommand(), raConfigCommand(), identityCommand()];
+  return [serveCommand(), agentCommand(), statusCommand(), configCommand(), raConfigCommand(), identityCommand(), storeCommand()];
 }

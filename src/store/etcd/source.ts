@@ -1,4 +1,9 @@
-// Follows a key prefix in etcd: one paged range at revision R, then a watch from R+1.
+// Follows key ranges in etcd (keys.ts: what an appliance or an agent may read): every range read
+// at one revision R (paged), then one watch per range from R+1, all on the client's one stream.
+// Nothing outside the ranges is read or delivered, so a change there costs nothing.
+//
+// Access: a range the client's etcd role may not read fails the first load with StoreAccessError,
+// naming the range; that is a configuration error, not an outage, and is not retried.
 //
 // Failure paths, each named:
 //  - stream drop: etcd3's watch manager reconnects with bounded backoff and resumes from the
@@ -12,20 +17,14 @@
 //  - reload fails (etcd down): retried with backoff until it succeeds; the sink keeps its state.
 import type { Watcher } from 'etcd3';
 import type { Logger } from 'pino';
-import type { KvChange, SourceHealth, StateSink, StateSource } from '../kv.js';
-import { EtcdKv, toEntry } from './kv.js';
-
-/**
- * Directories under the prefix a follower never needs: the writer's store-wide uniqueness claims
- * (keys.ts: macs/, addresses/). They are two thirds of the keys of a large store, so neither
- * loaded nor delivered.
- */
-export const UNFOLLOWED_DIRS = ['macs/', 'addresses/'];
+import type { KvChange, KvEntry, SourceHealth, StateSink, StateSource } from '../kv.js';
+import { StoreAccessError } from '../kv.js';
+import { describeRange, type KeyRange } from '../keys.js';
+import { EtcdKv, prefixEnd, toEntry } from './kv.js';
 
 export interface EtcdSourceOptions {
-  prefix: string;
-  /** Sub-directories of `prefix` (with trailing slash) not to load or deliver; default UNFOLLOWED_DIRS. */
-  skip?: string[];
+  /** What to read and follow (Keys.applianceRanges, Keys.agentRanges). */
+  ranges: KeyRange[];
   /** How often to check that the store was not rewound or replaced. */
   probeIntervalMs?: number;
   log: Logger;
@@ -33,7 +32,8 @@ export interface EtcdSourceOptions {
 
 export class EtcdSource implements StateSource {
   private sink?: StateSink;
-  private watcher?: Watcher;
+  /** The watches of the current load, one per range; a newer load replaces the whole set. */
+  private watchers?: Watcher[];
   private probeTimer?: NodeJS.Timeout;
   private reloadTimer?: NodeJS.Timeout;
   private closed = false;
@@ -46,15 +46,13 @@ export class EtcdSource implements StateSource {
   /** Called after every successful apply/reset, for metrics and tests. */
   onRevision?: (revision: number, kind: 'reset' | 'apply') => void;
 
-  private readonly skipped: string[];
-
   constructor(readonly kv: EtcdKv, private readonly opts: EtcdSourceOptions) {
-    this.skipped = (opts.skip ?? UNFOLLOWED_DIRS).map((d) => opts.prefix + d).sort();
+    if (!opts.ranges.length) throw new Error('EtcdSource needs at least one key range');
   }
 
-  private followed(key: string): boolean {
-    for (const s of this.skipped) if (key.startsWith(s)) return false;
-    return true;
+  /** A key every role that may follow these ranges can read: for probes. */
+  private get probeKey(): Buffer {
+    return Buffer.from(this.opts.ranges[0].key);
   }
 
   health(): SourceHealth {
@@ -74,14 +72,35 @@ export class EtcdSource implements StateSource {
     this.closed = true;
     clearInterval(this.probeTimer);
     clearTimeout(this.reloadTimer);
-    await this.watcher?.cancel().catch(() => undefined);
+    await this.cancelWatches();
+  }
+
+  private async cancelWatches(): Promise<void> {
+    const old = this.watchers;
+    this.watchers = undefined;
+    await Promise.all((old ?? []).map((w) => w.cancel().catch(() => undefined)));
+  }
+
+  /** Every range at one revision (the first range's read fixes it). */
+  private async read(): Promise<{ entries: KvEntry[]; revision: number }> {
+    const entries: KvEntry[] = [];
+    let revision = 0;
+    for (const r of this.opts.ranges) {
+      const end = r.prefix ? prefixEnd(r.key) : Buffer.concat([Buffer.from(r.key), Buffer.from([0])]);
+      try {
+        revision = await this.kv.rangeInto(entries, Buffer.from(r.key), end, revision);
+      } catch (err) {
+        if (/permission denied/i.test((err as Error).message)) throw new StoreAccessError(this.kv.description, describeRange(r), err);
+        throw err;
+      }
+    }
+    return { entries, revision };
   }
 
   private async load(): Promise<void> {
-    const { entries, revision } = await this.kv.range(this.opts.prefix, this.skipped);
+    const { entries, revision } = await this.read();
     if (this.closed) return;
-    await this.watcher?.cancel().catch(() => undefined);
-    this.watcher = undefined;
+    await this.cancelWatches();
     this.sink!.reset(entries, revision);
     this.state.revision = revision;
     this.state.connected = true;
@@ -97,58 +116,61 @@ export class EtcdSource implements StateSource {
       this.scheduleReload(0);
       return;
     }
-    const watcher = await this.kv.client.watch().prefix(this.opts.prefix).startRevision(String(revision)).create();
+    const watchers: Watcher[] = [];
+    for (const r of this.opts.ranges) {
+      const builder = this.kv.client.watch();
+      watchers.push(await (r.prefix ? builder.prefix(r.key) : builder.key(r.key)).startRevision(String(revision)).create());
+    }
     if (this.closed) {
-      await watcher.cancel();
+      await Promise.all(watchers.map((w) => w.cancel()));
       return;
     }
-    this.watcher = watcher;
-    watcher.on('data', (res) => {
-      if (watcher !== this.watcher) return;
-      const changes: KvChange[] = [];
-      for (const ev of res.events) {
-        const key = ev.kv.key.toString();
-        if (!this.followed(key)) continue;
-        changes.push(ev.type === 'Delete'
-          ? { key, value: undefined, modRevision: Number(ev.kv.mod_revision) }
-          : { ...toEntry(ev.kv), value: ev.kv.value.toString() });
-      }
-      const rev = Number(res.header.revision);
-      if (changes.length) this.sink!.apply(changes, rev);
-      if (rev > this.state.revision) this.state.revision = rev;
-      if (changes.length) this.onRevision?.(rev, 'apply');
-    });
+    this.watchers = watchers;
+    // The watches share one stream: it drops and comes back for all of them at once.
     let dropped = false;
-    watcher.on('disconnected', (err: Error) => {
-      if (watcher !== this.watcher) return;
-      this.state.connected = false;
-      this.following = false;
-      this.state.lastError = err.message;
-      if (dropped) return; // every retry of the stream reports again: count and log the outage once
-      dropped = true;
-      this.state.reconnects++;
-      this.opts.log.warn({ err: err.message }, 'etcd watch disconnected; serving last known state');
-    });
-    watcher.on('connected', () => {
-      if (watcher !== this.watcher) return;
-      if (dropped) {
-        // While we were cut off, etcd may have been restored from a snapshot and written past our
-        // revision since (same cluster id, higher revision): the resumed watch would then skip
-        // those writes silently and no probe could tell. One consistent re-read settles it.
-        this.opts.log.info('etcd watch reconnected; reloading (the store may have been rewound meanwhile)');
+    const current = () => this.watchers === watchers;
+    for (const watcher of watchers) {
+      watcher.on('data', (res) => {
+        if (!current()) return;
+        const changes: KvChange[] = res.events.map((ev) => ev.type === 'Delete'
+          ? { key: ev.kv.key.toString(), value: undefined, modRevision: Number(ev.kv.mod_revision) }
+          : { ...toEntry(ev.kv), value: ev.kv.value.toString() });
+        const rev = Number(res.header.revision);
+        if (changes.length) this.sink!.apply(changes, rev);
+        if (rev > this.state.revision) this.state.revision = rev;
+        if (changes.length) this.onRevision?.(rev, 'apply');
+      });
+      watcher.on('disconnected', (err: Error) => {
+        if (!current()) return;
+        this.state.connected = false;
+        this.following = false;
+        this.state.lastError = err.message;
+        if (dropped) return; // every retry of the stream reports again: count and log the outage once
+        dropped = true;
+        this.state.reconnects++;
+        this.opts.log.warn({ err: err.message }, 'etcd watch disconnected; serving last known state');
+      });
+      watcher.on('connected', () => {
+        if (!current()) return;
+        if (dropped) {
+          // While we were cut off, etcd may have been restored from a snapshot and written past our
+          // revision since (same cluster id, higher revision): the resumed watch would then skip
+          // those writes silently and no probe could tell. One consistent re-read settles it.
+          this.opts.log.info('etcd watch reconnected; reloading (the store may have been rewound meanwhile)');
+          this.scheduleReload(0);
+          return;
+        }
+        this.state.connected = true;
+      });
+      watcher.on('error', (err: Error) => {
+        if (!current()) return;
+        // A cancelled watch is not resumed by the library: compaction is the common cause (etcd
+        // 3.4 cancels with an empty reason and only a compact_revision).
+        this.state.lastError = err.message;
+        this.opts.log.warn({ err: err.message }, 'etcd watch cancelled (its revision was compacted, most likely); reloading');
         this.scheduleReload(0);
-        return;
-      }
-      this.state.connected = true;
-    });
-    watcher.on('error', (err: Error) => {
-      if (watcher !== this.watcher) return;
-      // A cancelled watch is not resumed by the library: compaction is the common cause (etcd
-      // 3.4 cancels with an empty reason and only a compact_revision).
-      this.state.lastError = err.message;
-      this.opts.log.warn({ err: err.message }, 'etcd watch cancelled (its revision was compacted, most likely); reloading');
-      this.scheduleReload(0);
-    });
+      });
+    }
   }
 
   /**
@@ -159,7 +181,7 @@ export class EtcdSource implements StateSource {
    */
   private async compactedPast(revision: number): Promise<boolean> {
     try {
-      await this.kv.client.kv.range({ key: Buffer.from(this.opts.prefix), count_only: true, revision: String(revision) });
+      await this.kv.client.kv.range({ key: this.probeKey, count_only: true, revision: String(revision) });
       return false;
     } catch (err) {
       return /compacted/i.test((err as Error).message);
@@ -171,10 +193,8 @@ export class EtcdSource implements StateSource {
     if (this.closed || this.reloading || this.reloadScheduled) return;
     this.reloadScheduled = true;
     this.following = false;
-    // The old watch must end on the server too, or every rewind would leak one.
-    const old = this.watcher;
-    this.watcher = undefined;
-    void old?.cancel().catch(() => undefined);
+    // The old watches must end on the server too, or every rewind would leak them.
+    void this.cancelWatches();
     const delay = attempt === 0 ? 0 : Math.min(100 * 2 ** attempt, 2000);
     this.reloadTimer = setTimeout(() => {
       this.reloadScheduled = false;
@@ -197,7 +217,7 @@ export class EtcdSource implements StateSource {
   private async probe(): Promise<void> {
     if (this.closed || this.reloading) return;
     try {
-      const res = await this.kv.client.kv.range({ key: Buffer.from(this.opts.prefix), count_only: true });
+      const res = await this.kv.client.kv.range({ key: this.probeKey, count_only: true });
       const clusterId = String(res.header.cluster_id);
       const revision = Number(res.header.revision);
       const replaced = this.clusterId !== undefined && this.clusterId !== clusterId;

@@ -58,7 +58,7 @@ describe('FileSource', () => {
     const writer = new StoreWriter(new FileKv(path), new Keys());
     await writer.addNetwork({ name: 'lab', prefix6: '2001:db8:4::/64', domain: 'lab.example', metadata6: '2001:db8:4::1' });
     const registry = new Registry({ log: silentLogger() });
-    const source = new FileSource(path, '/uncloud/', silentLogger());
+    const source = new FileSource(path, new Keys().applianceRanges(), silentLogger());
     closers.push(() => source.close());
     await source.start(registry);
     expect(registry.network('lab')).toBeDefined();

@@ -1,10 +1,11 @@
 // Follows the state file: inotify on its folder (the file is replaced by rename, so watching the
-// file itself would go deaf), re-read on change, and deliver only what differs.
+// file itself would go deaf), re-read on change, and deliver only what differs within the ranges.
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { KvChange, KvEntry, SourceHealth, StateSink, StateSource } from '../kv.js';
 import { entryOf, readState } from './kv.js';
+import { inRange, type KeyRange } from '../keys.js';
 
 export class FileSource implements StateSource {
   private watcher?: FSWatcher;
@@ -12,7 +13,7 @@ export class FileSource implements StateSource {
   private current = new Map<string, KvEntry>();
   private readonly state: SourceHealth = { live: false, connected: false, revision: 0, reloads: 0, reconnects: 0 };
 
-  constructor(readonly path: string, private readonly prefix: string, private readonly log: Logger) {}
+  constructor(readonly path: string, private readonly ranges: KeyRange[], private readonly log: Logger) {}
 
   health(): SourceHealth {
     return { ...this.state };
@@ -39,7 +40,7 @@ export class FileSource implements StateSource {
     const state = readState(this.path);
     this.state.revision = state.revision;
     const map = new Map<string, KvEntry>();
-    for (const [k, e] of Object.entries(state.entries)) if (k.startsWith(this.prefix)) map.set(k, entryOf(k, e));
+    for (const [k, e] of Object.entries(state.entries)) if (this.ranges.some((r) => inRange(r, k))) map.set(k, entryOf(k, e));
     return map;
   }
 

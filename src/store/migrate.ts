@@ -1,0 +1,150 @@
+// `store migrate`: brings a store written in layout 1 to layout 2 (keys.ts). Additive and
+// idempotent: every VM gets its owner reference, its owner's key copy in its network and its
+// launch spec; each agent report moves from vm-state/ to its host's range; the layout marker is
+// written last. Each batch commits only if the VMs and users it read did not change meanwhile,
+// so a run killed at any point leaves a store the next run completes, and a second run over a
+// finished store writes nothing.
+import type { Kv, KvCompare, KvEntry } from './kv.js';
+import { LAYOUT, type Keys } from './keys.js';
+import { launchSpec } from './derived.js';
+import { StoreError } from './errors.js';
+import { UserSchema, VmSchema, VmStateSchema } from '../model/schema.js';
+
+/** etcd's default --max-txn-ops is 128 (compares and puts count separately). */
+const TXN_OPS = 120;
+const ATTEMPTS = 16;
+
+export interface MigrateReport {
+  /** The layout the store said it was in before this run (1: no marker). */
+  from: number;
+  vms: number;
+  networks: number;
+  /** Records written or deleted by this run (0 on a finished store). */
+  written: number;
+  movedStates: number;
+  /** Records left alone because they do not parse (named so an operator can look). */
+  skipped: string[];
+}
+
+export interface MigrateOptions {
+  /** Called after each committed batch (progress; tests stop a run here to resume it). */
+  onBatch?: (done: { vms: number; written: number }) => void;
+}
+
+interface Batch { compares: KvCompare[]; puts: { key: string; value: string }[]; deletes: string[] }
+
+export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}): Promise<MigrateReport> {
+  const marker = await kv.get(keys.layout);
+  const from = marker ? Number((safeJson(marker.value) as { v?: number } | undefined)?.v) : 1;
+  if (from > LAYOUT || !Number.isInteger(from)) {
+    throw new StoreError('invalid', `store at ${keys.root} has layout ${marker?.value}; this version knows layouts up to ${LAYOUT}`);
+  }
+  const report: MigrateReport = { from, vms: 0, networks: 0, written: 0, movedStates: 0, skipped: [] };
+  const networks = (await kv.range(keys.network(''))).entries.map((e) => keys.parse(e.key)?.parts[0]).filter((n): n is string => !!n);
+  report.networks = networks.length;
+
+  for (const network of networks) {
+    const vms = (await kv.range(keys.vmsOf(network))).entries.filter((e) => keys.parse(e.key)?.kind === 'vm');
+    for (let i = 0; i < vms.length;) {
+      const chunk = vms.slice(i, i + Math.floor(TXN_OPS / 4));
+      await commitWithRetry(kv, () => planVms(kv, keys, chunk, report), (written) => { report.written += written; });
+      i += chunk.length;
+      report.vms += chunk.length;
+      opts.onBatch?.({ vms: report.vms, written: report.written });
+    }
+  }
+
+  // Agent reports: from vm-state/<network>/<name> to hosts/<host>/state/<network>/<name>.
+  const legacy = (await kv.range(keys.legacyVmStates)).entries;
+  for (let i = 0; i < legacy.length; i += Math.floor(TXN_OPS / 2)) {
+    const chunk = legacy.slice(i, i + Math.floor(TXN_OPS / 2));
+    const batch: Batch = { compares: [], puts: [], deletes: [] };
+    for (const e of chunk) {
+      const k = keys.parse(e.key);
+      const state = VmStateSchema.safeParse(safeJson(e.value));
+      if (k?.kind !== 'legacy-vm-state' || !state.success) {
+        report.skipped.push(e.key);
+        continue;
+      }
+      batch.compares.push({ key: e.key, modRevision: e.modRevision });
+      batch.puts.push({ key: keys.vmState(state.data.host, k.parts[0], k.parts[1]), value: e.value });
+      batch.deletes.push(e.key);
+    }
+    if (!batch.deletes.length) continue;
+    // A report the agent rewrites meanwhile fails the compare: the next run moves it.
+    const r = await kv.txn(batch);
+    if (r.succeeded) {
+      report.movedStates += batch.deletes.length;
+      report.written += batch.puts.length + batch.deletes.length;
+    } else {
+      throw new StoreError('conflict', 'agent reports changed while moving them; run `store migrate` again');
+    }
+    opts.onBatch?.({ vms: report.vms, written: report.written });
+  }
+
+  if (!marker || from !== LAYOUT) {
+    const r = await kv.txn({
+      compares: [{ key: keys.layout, modRevision: marker?.modRevision ?? 0 }],
+      puts: [{ key: keys.layout, value: JSON.stringify({ v: LAYOUT }) }],
+      deletes: [],
+    });
+    if (!r.succeeded) throw new StoreError('conflict', 'the layout marker changed while migrating; run `store migrate` again');
+    report.written++;
+  }
+  return report;
+}
+
+/** What these VMs lack in layout 2, guarded by the revisions it was read at. */
+async function planVms(kv: Kv, keys: Keys, entries: KvEntry[], report: MigrateReport): Promise<Batch> {
+  const batch: Batch = { compares: [], puts: [], deletes: [] };
+  const users = new Map<string, KvEntry | undefined>();
+  const want = new Map<string, string>();
+  for (const stale of entries) {
+    // Re-read: a retry must see what made the last attempt fail.
+    const e = await kv.get(stale.key);
+    if (!e) continue;
+    const parsed = VmSchema.safeParse(safeJson(e.value));
+    if (!parsed.success) {
+      if (!report.skipped.includes(e.key)) report.skipped.push(e.key);
+      continue;
+    }
+    const vm = parsed.data;
+    batch.compares.push({ key: e.key, modRevision: e.modRevision });
+    if (vm.owner) {
+      if (!users.has(vm.owner)) users.set(vm.owner, await kv.get(keys.user(vm.owner)));
+      const user = users.get(vm.owner);
+      const decoded = user && UserSchema.safeParse(safeJson(user.value));
+      want.set(keys.owned(vm.owner, vm.network, vm.name), '');
+      if (decoded?.success) want.set(keys.owner(vm.network, vm.owner), JSON.stringify(decoded.data));
+      else if (!report.skipped.includes(keys.user(vm.owner))) report.skipped.push(keys.user(vm.owner));
+    }
+    if (vm.host) want.set(keys.launch(vm.host, vm.network, vm.name), launchSpec(vm));
+  }
+  for (const [name, user] of users) batch.compares.push({ key: keys.user(name), modRevision: user?.modRevision ?? 0 });
+  for (const [key, value] of want) {
+    const have = await kv.get(key);
+    if (have?.value !== value) batch.puts.push({ key, value });
+  }
+  return batch;
+}
+
+async function commitWithRetry(kv: Kv, plan: () => Promise<Batch>, wrote: (n: number) => void): Promise<void> {
+  for (let i = 0; i < ATTEMPTS; i++) {
+    const batch = await plan();
+    if (!batch.puts.length && !batch.deletes.length) return;
+    const r = await kv.txn(batch);
+    if (r.succeeded) {
+      wrote(batch.puts.length + batch.deletes.length);
+      return;
+    }
+  }
+  throw new StoreError('conflict', 'VMs kept changing while migrating them; stop other writers and run `store migrate` again');
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
