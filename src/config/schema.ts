@@ -31,6 +31,13 @@ export const ConfigSchema = z.object({
     /** TXT answers to CHAOS version.bind / id.server (RFC 4892); unset: REFUSED, as Knot with them off. */
     dnsVersion: z.string().max(255).optional(),
     dnsIdentity: z.string().max(255).optional(),
+    /** Response-rate limiting (BIND RRL style) of DNS clients outside the served networks and the ACL. */
+    dnsRateLimit: z.object({
+      responsesPerSecond: z.number().int().min(0).max(1_000_000).default(20),
+      slip: z.number().int().min(0).max(10).default(2),
+      ipv4PrefixLength: z.number().int().min(8).max(32).default(24),
+      ipv6PrefixLength: z.number().int().min(16).max(128).default(56),
+    }).strict().prefault({}),
     /** File holding the IMDSv2 token key; replicas of one network must share it. */
     tokenSecretFile: z.string().optional(),
     /** IP TTL / IPv6 hop limit of IMDSv2 token responses (AWS's http-put-response-hop-limit). */

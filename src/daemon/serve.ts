@@ -137,7 +137,7 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
   const dnsServer = await startDnsServer({
     registry, listen: dnsListen, upstreams: cfg.serve.upstreams, ttl: cfg.serve.ttl,
     bareMetadata: cfg.serve.bareMetadata, recursionAcl: cfg.serve.recursionAcl, trustUpstreamAd: cfg.serve.trustUpstreamAd, log, metrics,
-    chaos: { version: cfg.serve.dnsVersion, identity: cfg.serve.dnsIdentity },
+    chaos: { version: cfg.serve.dnsVersion, identity: cfg.serve.dnsIdentity }, rateLimit: cfg.serve.dnsRateLimit,
   });
   closers.push(() => dnsServer.close());
   const httpServer = await startHttpServer({

@@ -1,5 +1,6 @@
-// Who may recurse: a list of prefixes, checked per client address (answers are memoised per
-// address by the server). Authoritative answers are for everyone; forwarding is not.
+// Lists of prefixes checked per client address (answers are memoised per address by the
+// server): who may recurse (the recursion ACL), and who may see authoritative data (the served
+// networks plus that ACL; a network with dnsPublic is open to everyone).
 import { parseAddress, parsePrefix, prefixContains, type Prefix } from '../model/ip.js';
 import type { Registry } from '../registry/registry.js';
 
@@ -20,9 +21,19 @@ export class Acl {
 
   /** The default: every served network's prefixes, and loopback. */
   static forNetworks(registry: Registry): Acl {
-    const cidrs = [...LOOPBACK];
+    return Acl.union(Acl.parse(LOOPBACK), Acl.servedPrefixes(registry));
+  }
+
+  /** Every served network's prefixes. */
+  static servedPrefixes(registry: Registry): Acl {
+    const cidrs: string[] = [];
     for (const n of registry.networks()) cidrs.push(n.prefix6.text, ...(n.prefix4 ? [n.prefix4.text] : []));
     return Acl.parse(cidrs);
+  }
+
+  /** Both lists' prefixes. */
+  static union(a: Acl, b: Acl): Acl {
+    return new Acl([...a.prefixes, ...b.prefixes]);
   }
 
   allows(address: string): boolean {

@@ -22,6 +22,8 @@ export interface Rr {
 }
 
 export interface AuthAnswer {
+  /** The network whose data this is (its dnsPublic setting decides who may see it). */
+  network: string;
   rcode: number;
   answer: Rr[];
   authority: Rr[];
@@ -164,12 +166,12 @@ export class Authority {
     // A reverse name's position in the address tree, worked out once for both questions below.
     const key = zone.kind === 'forward' ? undefined : this.treeKey(zone, qname);
     const node = zone.fixed.get(qname) ?? (zone.kind === 'forward' ? this.vmName(zone, qname) : this.vmPtr(zone, key));
-    const negative = (rcode: number): AuthAnswer => ({ rcode, answer: [], authority: [zone.soa], additional: [] });
+    const negative = (rcode: number): AuthAnswer => ({ network: zone.network, rcode, answer: [], authority: [zone.soa], additional: [] });
     if (!node) return negative(this.isEmptyNonTerminal(zone, key) ? RCODE.NOERROR : RCODE.NXDOMAIN);
     const answer = recordsOf(node, qname, qtype, this.ttl);
     if (!answer.length) return negative(RCODE.NOERROR);
     const additional = qname === zone.apex && (qtype === TYPE.NS || qtype === TYPE.ANY) ? zone.glue : [];
-    return { rcode: RCODE.NOERROR, answer, authority: [], additional };
+    return { network: zone.network, rcode: RCODE.NOERROR, answer, authority: [], additional };
   }
 
   /**
@@ -183,7 +185,7 @@ export class Authority {
     if (!node) return undefined;
     const answer = recordsOf(node, owner, qtype, this.ttl);
     const soa: Rr = { name: owner, type: TYPE.SOA, ttl: this.ttl, rdata: node.get(TYPE.SOA)![0] };
-    return { rcode: RCODE.NOERROR, answer, authority: answer.length ? [] : [soa], additional: [] };
+    return { network, rcode: RCODE.NOERROR, answer, authority: answer.length ? [] : [soa], additional: [] };
   }
 
   /** A VM's address records under its name, straight from the registry. */

@@ -22,5 +22,5 @@ export function chaosAnswer(qname: string, qtype: number, qclass: number, id: Ch
   const bytes = Buffer.from(text, 'utf8').subarray(0, 255);
   const rdata = Buffer.concat([Buffer.from([bytes.length]), bytes]);
   // TTL 0, not authoritative: what Knot sends.
-  return { rcode: RCODE.NOERROR, answer: [{ name: qname, type: TXT, class: CLASS_CH, ttl: 0, rdata }], authority: [], additional: [] };
+  return { network: '', rcode: RCODE.NOERROR, answer: [{ name: qname, type: TXT, class: CLASS_CH, ttl: 0, rdata }], authority: [], additional: [] };
 }

@@ -107,7 +107,7 @@ describe('forwarding', () => {
     expect(upstream.queriesFor('gone.example.org', 'A')).toBe(asked + 1);
   });
 
-  it('refuses recursion outside the ACL, even for cached names, but answers its own zone to anyone', async () => {
+  it('refuses recursion outside the ACL, even for cached names, and its own zone too (issue 13 item 8: closed to outsiders)', async () => {
     const registry = (await t.follow()).registry;
     const p = await serve({ registry, upstreams: [`127.0.0.1:${upstream.port}`], recursionAcl: ['127.0.0.1/32'] });
     expect((await dig('127.0.0.1', p, ['ext.example.org', 'A'])).answer.map((a) => a.data)).toEqual(['192.0.2.7']);
@@ -118,8 +118,8 @@ describe('forwarding', () => {
     const other4 = await dig('127.0.0.1', p, ['-b', '127.0.0.2', 'ext.example.org', 'A']);
     expect(other4.status).toBe('REFUSED');
     const own = await dig('::1', p, ['metadata.lab.example', 'AAAA']);
-    expect(own.status).toBe('NOERROR');
-    expect(own.answer.map((a) => a.data)).toEqual(['2001:db8:1::1']);
+    expect(own.status).toBe('REFUSED');
+    expect((await dig('127.0.0.1', p, ['metadata.lab.example', 'AAAA'])).answer.map((a) => a.data)).toEqual(['2001:db8:1::1']);
   });
 
   it("uses a network's own upstreams for clients inside its prefixes", async () => {

@@ -13,6 +13,8 @@ export class DnsMetrics {
   private readonly queries = new Map<number, number>();
   cacheHits = 0;
   cacheMisses = 0;
+  /** Answers held back by response-rate limiting: dropped, or sent truncated (slipped). */
+  readonly limited = { drop: 0, slip: 0 };
   private readonly upstream?: Histogram;
 
   constructor(register?: PromRegistry) {
@@ -38,6 +40,15 @@ export class DnsMetrics {
       name: 'uncloud_metadata_dns_cache_misses_total', help: 'Queries that had to be built or forwarded', registers: [register],
       collect() { this.reset(); this.inc(self.cacheMisses); },
     });
+    new Counter({
+      name: 'uncloud_metadata_dns_rate_limited_total', help: 'Answers to clients outside the trusted set held back by response-rate limiting',
+      labelNames: ['action'], registers: [register],
+      collect() {
+        this.reset();
+        this.inc({ action: 'drop' }, self.limited.drop);
+        this.inc({ action: 'slip' }, self.limited.slip);
+      },
+    });
     this.upstream = new Histogram({
       name: 'uncloud_metadata_dns_upstream_seconds', help: 'Latency of forwarded queries to upstream resolvers',
       labelNames: ['outcome'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [register],
@@ -48,6 +59,10 @@ export class DnsMetrics {
     // Unknown qtypes share one slot so a scan over types cannot grow the map without bound.
     const k = ((TYPE_NAMES[qtype] ? qtype : 4095) << 5) | (rcode & 31);
     this.queries.set(k, (this.queries.get(k) ?? 0) + 1);
+  }
+
+  rateLimited(action: 'drop' | 'slip'): void {
+    this.limited[action]++;
   }
 
   upstreamLatency(seconds: number, outcome: 'ok' | 'timeout' | 'error'): void {

@@ -6,6 +6,7 @@ import type { Registry, RegistryChange } from '../registry/registry.js';
 import { parseAddress } from '../model/ip.js';
 import { Acl } from './acl.js';
 import { chaosAnswer, type ChaosIdentity } from './chaos.js';
+import { RRL_DEFAULTS, ResponseRateLimiter, slipResponse, type RateLimitOptions } from './rrl.js';
 import { Authority } from './authority.js';
 import { AnswerCache, hotQuestion, serveCached, type CachedWire } from './answer-cache.js';
 import { encodeAnswer } from './encode.js';
@@ -31,6 +32,8 @@ export interface ResponderOptions {
   trustUpstreamAd?: boolean;
   /** CHAOS-class version.bind / id.server answers; unset ones are REFUSED. */
   chaos?: ChaosIdentity;
+  /** Response-rate limiting of clients outside the trusted set; see rrl.ts. */
+  rateLimit?: Partial<RateLimitOptions>;
 }
 
 interface ClientInfo {
@@ -40,6 +43,8 @@ interface ClientInfo {
   upstreams: Upstream[];
   /** The upstreams' AD bit may be passed on (the operator's global upstreams, marked trusted). */
   trustAd: boolean;
+  /** May see authoritative data (served networks, loopback, the recursion ACL); exempt from rate limiting. */
+  trusted: boolean;
   /** The network whose `metadata` a bare `metadata.` query gets. */
   metaNet?: string;
   /** That network answers `metadata.google.internal` too. */
@@ -63,12 +68,17 @@ export class Responder {
   private fwdCache = new AnswerCache();
   private clients = new Map<string, ClientInfo>();
   private acl: Acl;
+  /** Who sees authoritative data of networks without dnsPublic: served networks, and the recursion ACL (default loopback). */
+  private trustedAcl: Acl;
+  private readonly rrl: ResponseRateLimiter;
   private readonly forwarder: Forwarder;
   private recursionOffered: boolean;
   private readonly onChange: (c: RegistryChange) => void;
 
   constructor(private readonly opts: ResponderOptions) {
     this.acl = opts.recursionAcl ?? Acl.forNetworks(opts.registry);
+    this.trustedAcl = this.computeTrustedAcl();
+    this.rrl = new ResponseRateLimiter({ ...RRL_DEFAULTS, ...opts.rateLimit });
     this.recursionOffered = this.computeRecursionOffered();
     this.forwarder = new Forwarder({
       log: opts.log, metrics: opts.metrics, timeoutMs: opts.forwardTimeoutMs, retransmitMs: opts.forwardRetransmitMs,
@@ -82,6 +92,7 @@ export class Responder {
         this.fwdCache.clear();
         this.clients = new Map();
         if (!opts.recursionAcl) this.acl = Acl.forNetworks(opts.registry);
+        this.trustedAcl = this.computeTrustedAcl();
         this.recursionOffered = this.computeRecursionOffered();
       } else {
         this.authorityCache?.updateVms(opts.registry, c.vms);
@@ -102,18 +113,19 @@ export class Responder {
     if (!h) return undefined;
     let e: CachedWire | undefined;
     let now = 0;
+    const c = this.client(address);
     for (const cache of [this.authCache, this.fwdCache]) {
       const slot = cache.get(h.key);
       if (!slot) continue;
-      e = slot.shared;
-      if (e) break;
-      const c = this.client(address);
-      e = slot.variants?.get(this.variant(h.key, c));
+      e = slot.shared ?? slot.variants?.get(this.variant(h.key, c));
       if (!e) continue;
       if (e.recursive) {
         if (!c.allowed) return undefined;
         now = Date.now();
         if (e.expiresAt <= now) return undefined;
+      } else if (!c.trusted) {
+        // Outsiders take the full path: a network may be closed to them, and they are rate-limited.
+        return undefined;
       }
       break;
     }
@@ -126,7 +138,12 @@ export class Responder {
   /** The full path for any query over any transport; undefined means stay silent. Never throws. */
   async respond(msg: Buffer, address: string, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
     try {
-      return await this.respondUnsafe(msg, address, transport);
+      const out = await this.respondUnsafe(msg, address, transport);
+      // Clients outside the served networks and the ACL are rate-limited over UDP (TCP cannot be spoofed).
+      if (!out || transport !== 'udp' || !this.rrl.enabled || this.client(address).trusted) return out;
+      const verdict = this.rrl.check(address);
+      if (verdict !== 'send') this.opts.metrics.rateLimited(verdict);
+      return verdict === 'send' ? out : verdict === 'slip' ? slipResponse(out) : undefined;
     } catch (err) {
       // A bug, not bad input: answer SERVFAIL if we can, and say so in the log.
       this.opts.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'dns query failed');
@@ -168,10 +185,13 @@ export class Responder {
     const bare = c.metaNet !== undefined && ((this.opts.bareMetadata && q.qname === 'metadata') || (c.googleName && q.qname === GOOGLE_METADATA));
     const answer = bare ? auth.clientMetadata(c.metaNet!, q.qname, q.qtype) : auth.lookup(q.qname, q.qtype);
     if (answer) {
+      // A network's names and reverse names are for its own side unless it is public (they list VMs).
+      if (!c.trusted && !this.opts.registry.network(answer.network)?.network.dnsPublic) return refuse();
       const out = encodeAnswer(msg, q.id, q.flags, answer, {
         qname: q.qname, questionEnd: q.questionEnd, edns, dnssecOk: q.dnssecOk, limit, aa: true, ra,
       });
-      if (hot) {
+      // Cached answers are served to trusted clients only, and carry this client's RA.
+      if (hot && c.trusted && (c.allowed || !this.recursionOffered)) {
         const e = entry(out, q.qtype, answer.rcode, false);
         if (bare) this.authCache.setVariant(hot.key, c.metaVariant!, e);
         else this.authCache.setShared(hot.key, e);
@@ -231,13 +251,18 @@ export class Responder {
     const metaView = net ?? (all.length === 1 ? all[0] : undefined);
     const metaNet = metaView?.network.name;
     c = {
-      allowed: this.acl.allows(address), group, upstreams: own ?? this.opts.upstreams, metaNet, trustAd: !own && !!this.opts.trustUpstreamAd,
+      allowed: this.acl.allows(address), trusted: this.trustedAcl.allows(address), group, upstreams: own ?? this.opts.upstreams, metaNet, trustAd: !own && !!this.opts.trustUpstreamAd,
       googleName: metaView !== undefined && metaView.network.dnsGoogleInternal !== false,
       forwardVariant: `f${group}`, metaVariant: metaNet === undefined ? undefined : `m${metaNet}`,
     };
     if (this.clients.size >= MAX_CLIENTS) this.clients = new Map();
     this.clients.set(address, c);
     return c;
+  }
+
+  /** Served networks plus the configured recursion ACL (which replaces loopback, as it does for recursion). */
+  private computeTrustedAcl(): Acl {
+    return this.opts.recursionAcl ? Acl.union(Acl.servedPrefixes(this.opts.registry), this.opts.recursionAcl) : Acl.forNetworks(this.opts.registry);
   }
 
   private computeRecursionOffered(): boolean {

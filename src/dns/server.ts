@@ -7,6 +7,7 @@ import type { Registry as PromRegistry } from 'prom-client';
 import type { Registry } from '../registry/registry.js';
 import { Acl, LOOPBACK } from './acl.js';
 import type { ChaosIdentity } from './chaos.js';
+import type { RateLimitOptions } from './rrl.js';
 import { parseUpstreams } from './forwarder.js';
 import { DnsMetrics } from './metrics.js';
 import { Responder } from './responder.js';
@@ -35,6 +36,8 @@ export interface DnsServerOptions {
   trustUpstreamAd?: boolean;
   /** CHAOS-class version.bind / id.server answers; unset ones are REFUSED. */
   chaos?: ChaosIdentity;
+  /** Response-rate limiting of clients outside the served networks and the ACL; see rrl.ts. */
+  rateLimit?: Partial<RateLimitOptions>;
   /** TCP connection bounds (tests shrink them); see tcp.ts. */
   tcpLimits?: Partial<TcpLimits>;
 }
@@ -57,6 +60,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     forwardRetransmitMs: opts.forwardRetransmitMs,
     trustUpstreamAd: opts.trustUpstreamAd,
     chaos: opts.chaos,
+    rateLimit: opts.rateLimit,
   });
   const udp: Socket[] = [];
   const tcp: { server: Server; connections: Set<TcpSocket> }[] = [];
