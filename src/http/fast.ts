@@ -48,34 +48,54 @@ function mountOf(first: string): Mount | undefined {
   return { mount: first, flavour: 'ec2', route: 'ec2' };
 }
 
+/** What a request target means to the fast path, worked out once per distinct target. */
+interface FastTarget { route: string; flavour: FlatFlavour | 'gce'; sub: string; recursive: boolean; alt: GceAlt }
+
+/** null: not a target the fast path takes (the app answers or refuses it). */
+function parseTarget(url: string): FastTarget | null {
+  const t = checkTarget(url);
+  if (t instanceof Response) return null;
+  const cut = t.path.indexOf('/', 1);
+  const m = mountOf(cut < 0 ? t.path : t.path.slice(0, cut));
+  if (!m) return null;
+  if (m.flavour !== 'gce') {
+    if (t.query) return null;
+    return { route: m.route, flavour: m.flavour, sub: trimSlashes(t.path.slice(m.mount.length)), recursive: false, alt: undefined };
+  }
+  const q = gceQuery(t.query);
+  if (!q || !(t.path === m.mount || t.path.startsWith(`${m.mount}/`))) return null;
+  return { route: m.route, flavour: 'gce', sub: trimSlashes(t.path.slice(m.mount.length)), recursive: q.recursive, alt: q.alt };
+}
+
+/** Distinct targets remembered; a guest sending endless new ones only clears it now and then. */
+const TARGETS_MAX = 4096;
+
 export function fastPath(registry: Registry, cache: RenderCache, metrics: HttpMetrics, served: ServedDomain) {
+  const targets = new Map<string, FastTarget | null>();
   return (req: IncomingMessage, res: ServerResponse): boolean => {
-    if (req.method !== 'GET' || !req.url) return false;
-    const t = checkTarget(req.url);
-    if (t instanceof Response) return false;
-    const cut = t.path.indexOf('/', 1);
-    const m = mountOf(cut < 0 ? t.path : t.path.slice(0, cut));
-    const gce = m?.flavour === 'gce';
-    if (!m || (t.query && !gce)) return false;
+    const url = req.url;
+    if (req.method !== 'GET' || !url) return false;
+    let ft = targets.get(url);
+    if (ft === undefined) {
+      ft = parseTarget(url);
+      if (targets.size >= TARGETS_MAX) targets.clear();
+      targets.set(url, ft);
+    }
+    if (!ft) return false;
     const s = screen(req.rawHeaders, served);
-    if (s.refusal || s.token !== undefined || (gce && !s.google)) return false;
+    if (s.refusal || s.token !== undefined || (ft.flavour === 'gce' && !s.google)) return false;
     const address = req.socket.remoteAddress;
     // Link-local peers ("fe80::...%if") go through identity's interface check in the app.
     const view = address && !address.includes('%') ? registry.vmByAddress(address) : undefined;
     if (!view || view.vm.requireToken) return false;
-    let r: Rendered | undefined;
-    if (m.flavour === 'gce') {
-      const q = gceQuery(t.query);
-      if (!q || !(t.path === m.mount || t.path.startsWith(`${m.mount}/`))) return false;
-      r = cache.gce(view).answer(trimSlashes(t.path.slice(m.mount.length)), q.recursive, q.alt);
-    } else {
-      r = cache.flat(view, m.flavour).get(trimSlashes(t.path.slice(m.mount.length)));
-    }
+    const r: Rendered | undefined = ft.flavour === 'gce'
+      ? cache.gce(view).answer(ft.sub, ft.recursive, ft.alt)
+      : cache.flat(view, ft.flavour).get(ft.sub);
     if (!r) return false;
     res.writeHead(r.status, r.headers);
     res.end(r.body);
     metrics.byAddress++;
-    metrics.request(m.route, r.status);
+    metrics.request(ft.route, r.status);
     return true;
   };
 }

@@ -41,6 +41,9 @@ export function screen(raw: readonly string[], served: ServedDomain): Screen {
     const l = name.length;
     // Cheap length and first-letter tests first: most headers are none of these.
     if (l === 4 && (name === 'Host' || name.toLowerCase() === 'host')) { host = value; hosts++; continue; }
+    // The spellings clients send, before the general case-insensitive tests.
+    if (name === 'Metadata-Flavor') { if (value === 'Google') s.google = true; continue; }
+    if (name === 'User-Agent' || name === 'Accept' || name === 'Connection') continue;
     const lower = name.toLowerCase();
     if (lower === 'metadata-flavor') { if (value === 'Google') s.google = true; continue; }
     if (lower === 'x-aws-ec2-metadata-token') { s.token = value; continue; }

@@ -34,16 +34,28 @@ function ipv6Literal(text: string): boolean {
   return addr.includes(':') && ipaddr.IPv6.isValid(addr);
 }
 
+/** Address literals judged so far (their answer never changes), bounded. */
+const literals = new Map<string, boolean>();
+const LITERALS_MAX = 256;
+
+function remember(value: string, ok: boolean): boolean {
+  if (literals.size >= LITERALS_MAX) literals.clear();
+  literals.set(value, ok);
+  return ok;
+}
+
 /** Whether a Host header value names this service; undefined (no Host, as HTTP/1.0 may) passes. */
 export function hostAllowed(value: string | undefined, served: ServedDomain): boolean {
   if (value === undefined) return true;
-  // The two spellings the demo and most guests use, without parsing.
+  // The spelling most guests use, without parsing; then literals seen before.
   if (value === 'metadata') return true;
+  const known = literals.get(value);
+  if (known !== undefined) return known;
   const split = splitHost(value);
   if (!split) return false;
   const { host } = split;
-  if (split.literal6) return ipv6Literal(host);
-  if (IPV4_RE.test(host)) return ipaddr.IPv4.isValidFourPartDecimal(host);
+  if (split.literal6) return remember(value, ipv6Literal(host));
+  if (IPV4_RE.test(host)) return remember(value, ipaddr.IPv4.isValidFourPartDecimal(host));
   const name = (host.endsWith('.') ? host.slice(0, -1) : host).toLowerCase();
   if (name === 'metadata' || name === GCE_NAME) return true;
   return name.startsWith('metadata.') && served(name.slice('metadata.'.length));
