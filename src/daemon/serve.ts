@@ -19,6 +19,7 @@ import { parseHostPort } from '../model/ip.js';
 import { createMetricsRegistry } from '../metrics.js';
 import { startDnsServer } from '../dns/server.js';
 import { startHttpServer } from '../http/server.js';
+import { wellKnownListens } from './well-known.js';
 import { readiness, startAdmin } from './admin.js';
 import { collectGarbage } from './compact.js';
 import { registerStoreMetrics } from './metrics.js';
@@ -132,7 +133,8 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
     { host: n.network.metadata6, port }, ...(n.network.metadata4 ? [{ host: n.network.metadata4, port }] : []),
   ]);
   const dnsListen = dns.length ? listens(dns, 53, 'dns') : defaults(53);
-  const httpListen = http.length ? listens(http, 80, 'http') : defaults(80);
+  // Defaults also take the well-known metadata addresses this host holds.
+  const httpListen = http.length ? listens(http, 80, 'http') : [...defaults(80), ...wellKnownListens(registry.networks(), 80, log)];
 
   const dnsServer = await startDnsServer({
     registry, listen: dnsListen, upstreams: cfg.serve.upstreams, ttl: cfg.serve.ttl,
