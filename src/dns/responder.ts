@@ -67,6 +67,8 @@ export class Responder {
   /** Forwarded answers: they age by their TTLs and survive VM changes (not network changes). */
   private fwdCache = new AnswerCache();
   private clients = new Map<string, ClientInfo>();
+  private lastAddress?: string;
+  private lastClient?: ClientInfo;
   private acl: Acl;
   /** Who sees authoritative data of networks without dnsPublic: served networks, and the recursion ACL (default loopback). */
   private trustedAcl: Acl;
@@ -91,6 +93,7 @@ export class Responder {
         this.authorityCache = undefined;
         this.fwdCache.clear();
         this.clients = new Map();
+        this.lastClient = undefined;
         if (!opts.recursionAcl) this.acl = Acl.forNetworks(opts.registry);
         this.trustedAcl = this.computeTrustedAcl();
         this.recursionOffered = this.computeRecursionOffered();
@@ -111,25 +114,21 @@ export class Responder {
   fast(msg: Buffer, address: string): Buffer | undefined {
     const h = hotQuestion(msg);
     if (!h) return undefined;
-    let e: CachedWire | undefined;
-    let now = 0;
     const c = this.client(address);
-    for (const cache of [this.authCache, this.fwdCache]) {
-      const slot = cache.get(h.key);
-      if (!slot) continue;
-      e = slot.shared ?? slot.variants?.get(this.variant(h.key, c));
-      if (!e) continue;
-      if (e.recursive) {
-        if (!c.allowed) return undefined;
-        now = Date.now();
-        if (e.expiresAt <= now) return undefined;
-      } else if (!c.trusted) {
-        // Outsiders take the full path: a network may be closed to them, and they are rate-limited.
-        return undefined;
-      }
-      break;
+    const variant = this.variant(h.key, c);
+    // Our own names first (a name is in at most one of the two caches); no allocation on this path.
+    const auth = this.authCache.get(h.key);
+    let e = auth ? auth.shared ?? auth.variants?.get(variant) : undefined;
+    let now = 0;
+    if (e) {
+      // Outsiders take the full path: a network may be closed to them, and they are rate-limited.
+      if (!c.trusted) return undefined;
+    } else {
+      e = this.fwdCache.get(h.key)?.variants?.get(variant);
+      if (!e || !c.allowed) return undefined;
+      now = Date.now();
+      if (e.expiresAt <= now) return undefined;
     }
-    if (!e) return undefined;
     this.opts.metrics.cacheHits++;
     this.opts.metrics.query(h.qtype, e.rcode);
     return serveCached(e, msg, h.questionEnd, now);
@@ -241,8 +240,14 @@ export class Responder {
   }
 
   private client(address: string): ClientInfo {
+    // One flooding or chatty client asks many times in a row: skip the map for it.
+    if (address === this.lastAddress && this.lastClient) return this.lastClient;
     let c = this.clients.get(address);
-    if (c) return c;
+    if (c) {
+      this.lastAddress = address;
+      this.lastClient = c;
+      return c;
+    }
     const addr = parseAddress(address);
     const net = addr ? this.opts.registry.networkForAddress(addr) : undefined;
     const own = net?.network.upstreams.length ? parseUpstreams(net.network.upstreams) : undefined;
