@@ -20,6 +20,8 @@ import { FLAG } from './wire.js';
 const t = etcdTestStore();
 const servers: DnsServer[] = [];
 let knot: Knot;
+let knot3: Knot;
+let port3: number;
 let peer: Dnsmasq;
 let adUpstream: ScriptedUpstream;
 let port: number;
@@ -50,6 +52,12 @@ beforeAll(async () => {
   await t.writer.addNetwork({ name: 'lab', prefix6: '2001:db8:1::/64', domain: 'lab.example', metadata6: '2001:db8:1::1' });
   knot = await startKnot({ port: await freePort(), zones: { 'signed.test': ZONE }, template: ['dnssec-signing: on'] });
   port = await serve(knot.port);
+  // The same zone with NSEC3 denial (RFC 5155), from a second Knot.
+  knot3 = await startKnot({
+    port: await freePort(), zones: { 'signed.test': ZONE }, template: ['dnssec-signing: on', 'dnssec-policy: nsec3'],
+    sections: ['policy:', '  - id: nsec3', '    nsec3: on'],
+  });
+  port3 = await serve(knot3.port);
   peer = await startDnsmasq({ port: await freePort(), servers: [`127.0.0.1#${knot.port}`], extra: ['--proxy-dnssec'] });
   // delv trusts the zone's KSK as Knot published it.
   const keys = await dig('127.0.0.1', knot.port, ['+norec', 'signed.test', 'DNSKEY']);
@@ -66,6 +74,7 @@ afterAll(async () => {
   for (const s of servers) await s.close();
   await peer?.close();
   await knot?.close();
+  await knot3?.close();
   await adUpstream?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
   await t.close();
@@ -92,6 +101,14 @@ describe('DNSSEC pass-through (signed Knot zone upstream)', () => {
     }
     const nx = await dig('127.0.0.1', port, ['+dnssec', 'nx2.signed.test', 'A']);
     expect(nx.authority.map((r) => r.type)).toContain('NSEC');
+  });
+
+  it('returns NSEC3 denials as Knot sends them', async () => {
+    const direct = await dig('127.0.0.1', knot3.port, ['+dnssec', '+norec', 'nx3.signed.test', 'A']);
+    const ours = await dig('127.0.0.1', port3, ['+dnssec', 'nx3.signed.test', 'A']);
+    expect(ours.status).toBe('NXDOMAIN');
+    expect(ours.authority.map((r) => r.type)).toContain('NSEC3');
+    expect(shape(ours.authority)).toEqual(shape(direct.authority));
   });
 
   it('keeps entries per DO: a plain client never gets signatures, a DO client always does', async () => {

@@ -19,6 +19,8 @@ export interface KnotOptions {
   server?: string[];
   /** Extra lines under the default template (e.g. `dnssec-signing: on`: Knot signs every zone). */
   template?: string[];
+  /** Whole sections placed before `template:` (e.g. a `policy:` the template names). */
+  sections?: string[];
 }
 
 /** A zone file's head: SOA and NS at the apex, as our authority writes them. */
@@ -45,6 +47,7 @@ export async function startKnot(opts: KnotOptions): Promise<Knot> {
     '    any: warning',
     'database:',
     `    storage: "${dir}"`,
+    ...(opts.sections ?? []),
     'template:',
     '  - id: default',
     `    storage: "${dir}"`,
