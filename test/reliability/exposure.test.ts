@@ -1,7 +1,8 @@
 // What a client outside the appliance's networks can reach, in network namespaces: the daemon
 // in one (with its defaults: admin on [::1]:9153 only), a client in another holding one address
 // inside the served network and one outside every network. The outsider is never recursed for
-// (even when a DNS listener is reachable from its address) and reaches no admin endpoint; the
+// nor given authoritative data (even when a DNS listener is reachable from its address) and
+// reaches no admin endpoint; the
 // insider gets recursion (so the test can fail) and the operator, on the box, gets /readyz.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -85,8 +86,9 @@ describe('exposure to clients outside the served networks (network namespaces)',
       await dig('10.77.0.2', '10.99.0.10', 'outside-d.example.com'),
     ];
     expect(outsider.map((r) => r.status)).toEqual(['REFUSED', 'REFUSED', 'REFUSED', 'REFUSED']);
-    // Authoritative answers are for everyone: the metadata name still resolves.
-    expect((await dig(`${OUTSIDE_NET}1`, `${OUTSIDE_NET}10`, 'metadata.inside.test', 'AAAA')).answer).toContain(`${INSIDE_NET}2`);
+    // Authoritative data is for the served networks too (it lists VMs): refused to the outsider, answered inside.
+    expect((await dig(`${OUTSIDE_NET}1`, `${OUTSIDE_NET}10`, 'metadata.inside.test', 'AAAA')).status).toBe('REFUSED');
+    expect((await dig(`${INSIDE_NET}2`, `${INSIDE_NET}10`, 'metadata.inside.test', 'AAAA')).answer).toContain(`${INSIDE_NET}2`);
     const insider = await dig(`${INSIDE_NET}2`, `${INSIDE_NET}10`, 'inside.example.com');
     const insider4 = await dig('10.77.0.2', '10.77.0.10', 'inside4.example.com');
     expect(insider.status).toBe('NOERROR');

@@ -16,6 +16,7 @@ function show(n: Network): void {
     ['bridge', n.bridge ?? `br-${n.name}`],
     ['region', n.region !== undefined || n.zone !== undefined ? p.region : `${p.region} (default)`],
     ['zone', n.zone !== undefined ? p.zone : `${p.zone} (default)`],
+    ['dns', `${n.dnsPublic ? 'public' : 'own prefixes and ACL only'}${n.dnsGoogleInternal === false ? '' : ', metadata.google.internal'}`],
   ]);
 }
 
@@ -32,12 +33,15 @@ export function networkCommand(): Command {
     .option('--bridge <name>', 'host bridge the agent uses (default br-NAME)')
     .option('--region <region>', 'region served to its VMs (default: the zone minus its last letter, else the network name)')
     .option('--zone <zone>', 'availability zone: the region plus one letter (default: the region plus "a")')
+    .option('--dns-public', 'answer its names and PTRs to any DNS client (default: only its own prefixes and the ACL)')
+    .option('--no-google-internal', 'do not answer metadata.google.internal for its VMs')
     .option('--json', 'print the record as JSON'))
-    .action((name: string, o: Flags & { prefix6: string; prefix4?: string; domain: string; metadata6: string; metadata4?: string; upstream?: string[]; bridge?: string; region?: string; zone?: string }) =>
+    .action((name: string, o: Flags & { prefix6: string; prefix4?: string; domain: string; metadata6: string; metadata4?: string; upstream?: string[]; bridge?: string; region?: string; zone?: string; dnsPublic?: boolean; googleInternal: boolean }) =>
       withWriter(o, async (writer) => {
         const n = await writer.addNetwork({
           name, prefix6: o.prefix6, prefix4: o.prefix4, domain: o.domain, metadata6: o.metadata6,
           metadata4: o.metadata4, upstreams: o.upstream ?? [], bridge: o.bridge, region: o.region, zone: o.zone,
+          dnsPublic: o.dnsPublic || undefined, dnsGoogleInternal: o.googleInternal ? undefined : false,
         });
         if (o.json) printJson(n);
         else process.stdout.write(`network ${n.name} added: ${n.prefix6} ${n.domain}, metadata at ${n.metadata6}\n`);
