@@ -117,6 +117,11 @@ describe('guest isolation and secrets', () => {
     for (const [path, headers] of attempts) {
       const r = await get(A, path, headers);
       for (const m of markersB) if (r.body.includes(m)) leaks.push(`${path} ${JSON.stringify(headers)}: ${m}`);
+      // A Host naming a VM is refused (400), a proxy header too (403); an address literal Host is A's own answer.
+      if (headers.Host?.startsWith('vm-')) expect(r.status, headers.Host).toBe(400);
+      if (Object.keys(headers).some((h) => /^(x-real-ip|client-ip|x-forwarded-for|forwarded|true-client-ip|cf-connecting-ip|x-originating-ip)$/i.test(h))) {
+        expect(r.status, JSON.stringify(headers)).toBe(403);
+      }
     }
     // B's token used from A's address, and A's token from B's.
     const tokenB = (await httpGet(`${base()}/latest/api/token`, { localAddress: B, method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60' } })).body;
