@@ -28,6 +28,7 @@ export interface ResponderOptions {
   metrics: DnsMetrics;
   forwardTimeoutMs?: number;
   forwardRetransmitMs?: number;
+  forwardFailureTtlMs?: number;
   /** Pass the AD bit of the global upstreams on (dnsmasq's proxy-dnssec): only for a validating upstream on a trusted path. */
   trustUpstreamAd?: boolean;
   /** CHAOS-class version.bind / id.server answers; unset ones are REFUSED. */
@@ -84,6 +85,7 @@ export class Responder {
     this.recursionOffered = this.computeRecursionOffered();
     this.forwarder = new Forwarder({
       log: opts.log, metrics: opts.metrics, timeoutMs: opts.forwardTimeoutMs, retransmitMs: opts.forwardRetransmitMs,
+      failureTtlMs: opts.forwardFailureTtlMs,
     });
     this.onChange = (c) => {
       // A VM change replaces only that VM's records; networks changing (or a reload) rebuild all,

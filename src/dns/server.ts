@@ -32,6 +32,8 @@ export interface DnsServerOptions {
   forwardTimeoutMs?: number;
   /** First retransmission (to the next upstream), default 800 ms, doubling. */
   forwardRetransmitMs?: number;
+  /** How long a resolution failure is remembered, default 5000 ms (RFC 9520). */
+  forwardFailureTtlMs?: number;
   /** Pass the global upstreams' AD bit on (they validate, and the path to them is trusted). */
   trustUpstreamAd?: boolean;
   /** CHAOS-class version.bind / id.server answers; unset ones are REFUSED. */
@@ -58,6 +60,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     metrics: new DnsMetrics(opts.metrics),
     forwardTimeoutMs: opts.forwardTimeoutMs,
     forwardRetransmitMs: opts.forwardRetransmitMs,
+    forwardFailureTtlMs: opts.forwardFailureTtlMs,
     trustUpstreamAd: opts.trustUpstreamAd,
     chaos: opts.chaos,
     rateLimit: opts.rateLimit,

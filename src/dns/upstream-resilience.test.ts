@@ -30,6 +30,8 @@ function script(q: { qname: string; transport: 'udp' | 'tcp'; nth: number; ednsP
       // Only the first query is answered, late: retransmissions go unanswered.
       return q.nth === 1 ? { delayMs: 2500, answer: [rr.a(name, '192.0.2.31')] } : undefined;
     case 'servfail.test':
+    case 'servfail2.test':
+    case 'servfail3.test':
       return { rcode: RCODE.SERVFAIL };
     case 'trunc.test':
       return q.transport === 'udp' ? { flags: 0x0200 } : { answer: [rr.a(name, '192.0.2.32'), rr.txt(name, 'over tcp')] };
@@ -100,6 +102,20 @@ describe('upstream resilience (item 4)', () => {
     expect(up.queriesFor('failover.test')).toHaveLength(1);
   });
 
+  it('moves to the next upstream at once when one answers SERVFAIL', async () => {
+    const good = await startScriptedUpstream(await freePort(), (q) => ({ answer: [rr.a(q.qname, '192.0.2.77')] }));
+    try {
+      // A retransmission timer longer than dig waits: only the SERVFAIL can move us on in time.
+      const p = await serve([up.port, good.port], { forwardRetransmitMs: 6000, forwardTimeoutMs: 12_000 });
+      const r = await dig('127.0.0.1', p, ['servfail3.test', 'A']);
+      expect(r.status).toBe('NOERROR');
+      expect(r.answer.map((a) => a.data)).toEqual(['192.0.2.77']);
+      expect(up.queriesFor('servfail3.test')).toHaveLength(1);
+    } finally {
+      await good.close();
+    }
+  });
+
   it('notices ICMP port unreachable (connected socket) and moves on long before the retransmission timer', async () => {
     const closed = await freePort();
     // The retransmission timer (6 s) is longer than dig waits (3 s): only the ICMP error can move us on in time.
@@ -116,6 +132,16 @@ describe('upstream resilience (item 4)', () => {
     expect(asked).toBeGreaterThanOrEqual(1);
     for (let i = 0; i < 3; i++) expect((await dig('127.0.0.1', port, ['servfail.test', 'A'])).status).toBe('SERVFAIL');
     expect(up.queriesFor('servfail.test')).toHaveLength(asked);
+  });
+
+  it('forgets a failure after its time and asks again', async () => {
+    const p = await serve([up.port], { forwardFailureTtlMs: 1000 });
+    expect((await dig('127.0.0.1', p, ['servfail2.test', 'A'])).status).toBe('SERVFAIL');
+    expect((await dig('127.0.0.1', p, ['servfail2.test', 'A'])).status).toBe('SERVFAIL');
+    const asked = up.queriesFor('servfail2.test').length;
+    await new Promise((r) => setTimeout(r, 1200));
+    expect((await dig('127.0.0.1', p, ['servfail2.test', 'A'])).status).toBe('SERVFAIL');
+    expect(up.queriesFor('servfail2.test').length).toBeGreaterThan(asked);
   });
 
   it('answers SERVFAIL when nothing answers within the budget, and still serves', async () => {
