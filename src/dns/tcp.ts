@@ -4,9 +4,9 @@
 //   also stops while the client is not reading our answers;
 // - a connection is idle when no well-formed query has been answered on it for TCP_IDLE_MS:
 //   empty frames, garbage or a trickle of bytes do not keep it open;
-// - connections are bounded per client (an IPv4 address, an IPv6 /64) and in all; when the total
-//   is reached the longest-idle connection is closed to make room (RFC 7766 §6.2.3), so one host
-//   holding many idle connections cannot shut others out.
+// - connections are bounded per client (an IPv4 address, an IPv6 /64) and in all; at either bound
+//   the longest-idle connection (the client's own, or anyone's) is closed to make room (RFC 7766
+//   §6.2.3), so one host holding many idle connections cannot shut others (or itself) out.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { parseAddress } from '../model/ip.js';
@@ -56,10 +56,10 @@ export async function listenTcp(
     byUse.delete(c.socket);
     byUse.set(c.socket, c);
   };
-  /** Closes the least recently useful connection with nothing in flight; false when there is none. */
-  const evictIdle = (): boolean => {
+  /** Closes the least recently useful connection (of `client`, if given) with nothing in flight; false when there is none. */
+  const evictIdle = (client?: string): boolean => {
     for (const c of byUse.values()) {
-      if (c.inflight === 0) {
+      if (c.inflight === 0 && (client === undefined || c.client === client)) {
         c.socket.destroy();
         forget(c);
         return true;
@@ -79,7 +79,9 @@ export async function listenTcp(
     const address = socket.remoteAddress ?? '';
     const client = clientKey(address);
     socket.on('error', () => socket.destroy());
-    if ((perClient.get(client) ?? 0) >= limits.maxPerClient || (byUse.size >= limits.maxConnections && !evictIdle())) {
+    // A client at its bound gives up its own longest-idle connection (it most likely abandoned it);
+    // at the total bound, the longest-idle of anyone's goes. Only busy connections refuse a new one.
+    if (((perClient.get(client) ?? 0) >= limits.maxPerClient && !evictIdle(client)) || (byUse.size >= limits.maxConnections && !evictIdle())) {
       socket.destroy();
       return;
     }
