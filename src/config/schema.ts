@@ -42,6 +42,13 @@ export const ConfigSchema = z.object({
     tokenSecretFile: z.string().optional(),
     /** IP TTL / IPv6 hop limit of IMDSv2 token responses (AWS's http-put-response-hop-limit). */
     tokenHopLimit: z.number().int().min(1).max(255).default(1),
+    /** GCE guest attributes a VM may PUT (stored in etcd under its own VM only). */
+    guestAttributes: z.object({
+      enabled: z.boolean().default(true),
+      maxValueBytes: z.number().int().min(1).max(65536).default(4096),
+      maxKeys: z.number().int().min(1).max(1024).default(64),
+      writesPerMinute: z.number().int().min(1).max(6000).default(30),
+    }).strict().prefault({}),
     workers: z.number().int().min(1).max(64).default(1),
   }).strict().prefault({}),
   /** Instance identity (signed tokens and EC2 documents); no keyFile: those paths answer 404. */

@@ -24,6 +24,7 @@ import { readiness, startAdmin } from './admin.js';
 import { collectGarbage } from './compact.js';
 import { registerStoreMetrics } from './metrics.js';
 import { InstanceIdentity } from '../identity/signer.js';
+import { guestAttributes } from './guest-attributes.js';
 import { IdentityKeyError } from '../identity/keys.js';
 import { DEMO_ADMIN, DEMO_DNS, DEMO_HTTP, demoStatePath, seedDemo } from './demo.js';
 
@@ -144,7 +145,7 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
   closers.push(() => dnsServer.close());
   const httpServer = await startHttpServer({
     registry, listen: httpListen, tokenSecret: tokenSecret(cfg, log), tokenHopLimit: cfg.serve.tokenHopLimit,
-    log: log.child({ part: 'http' }), metrics, identity,
+    log: log.child({ part: 'http' }), metrics, identity, guestAttributes: guestAttributes(cfg, store),
   });
   closers.push(() => httpServer.close());
 

@@ -24,6 +24,7 @@ import { nocloudRoutes } from './routes/nocloud.js';
 import { gceRoutes, GOOGLE } from './routes/gce.js';
 import { fastPath } from './fast.js';
 import { identityRoutes } from './routes/identity.js';
+import { guestAttributeRoutes, type GuestAttributeLimits, type GuestAttributeSink } from './routes/guest-attributes.js';
 import type { InstanceIdentity } from '../identity/signer.js';
 
 export interface MetadataAppOptions {
@@ -37,6 +38,8 @@ export interface MetadataAppOptions {
   maxWaitersPerVm?: number;
   maxWaiters?: number;
   identity?: InstanceIdentity;
+  /** Where guest-attribute PUTs go (none: 503) and their limits. */
+  guestAttributes?: { sink?: GuestAttributeSink; limits?: GuestAttributeLimits };
 }
 
 export interface MetadataApp {
@@ -116,6 +119,7 @@ export function createMetadataApp(opts: MetadataAppOptions): MetadataApp {
   };
   // Before the flavours' wildcard routes, which would otherwise take these paths.
   identityRoutes(deps);
+  guestAttributeRoutes(deps, opts.guestAttributes?.sink, opts.guestAttributes?.limits);
   nativeRoutes(deps);
   openstackRoutes(deps);
   ec2Routes(deps);

@@ -29,6 +29,7 @@ export interface HttpServerOptions {
   fastPath?: boolean;
   /** Signs identity tokens and EC2 documents (none: those paths answer 404). */
   identity?: import('../identity/signer.js').InstanceIdentity;
+  guestAttributes?: import('./app.js').MetadataAppOptions['guestAttributes'];
   /** Overrides of LIMITS (tests use short timeouts). */
   limits?: Partial<typeof LIMITS>;
 }
@@ -55,7 +56,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const meta = createMetadataApp({
     registry: opts.registry, tokenSecret: opts.tokenSecret, log, metrics: opts.metrics,
     tokenHopLimit: opts.tokenHopLimit ?? DEFAULT_TOKEN_HOP_LIMIT,
-    maxWaitersPerVm: opts.maxWaitersPerVm, maxWaiters: opts.maxWaiters, identity: opts.identity,
+    maxWaitersPerVm: opts.maxWaitersPerVm, maxWaiters: opts.maxWaiters, identity: opts.identity, guestAttributes: opts.guestAttributes,
   });
   const listener = getRequestListener(meta.app.fetch, {
     // HTTP/1.0 clients may send no Host; the name does not matter, the route does.

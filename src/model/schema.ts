@@ -139,3 +139,13 @@ export function describeIssues(error: z.ZodError): string {
 }
 
 export { normalizeAddress };
+
+/** What a guest reported about itself (GCE guest attributes), written by the appliance. */
+export const GUEST_ATTRIBUTE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const GuestAttributesSchema = z.object({
+  v: z.literal(1),
+  /** The VM these belong to: a VM re-created under the same name never sees its predecessor's. */
+  vmId: z.uuid(),
+  namespaces: z.record(z.string().regex(GUEST_ATTRIBUTE_NAME), z.record(z.string().regex(GUEST_ATTRIBUTE_NAME), z.string().max(65536))),
+}).strict();
+export type GuestAttributes = z.output<typeof GuestAttributesSchema>;

@@ -7,8 +7,8 @@ import type { z } from 'zod';
 import type { KvChange, KvEntry, StateSink } from '../store/kv.js';
 import { Keys, type ParsedKey } from '../store/keys.js';
 import {
-  HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, describeIssues,
-  type Host, type Network, type User, type Vm, type VmState,
+  HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, GuestAttributesSchema, describeIssues,
+  type GuestAttributes, type Host, type Network, type User, type Vm, type VmState,
 } from '../model/schema.js';
 import { parseAddress, parsePrefix, prefixContains, reverseZones, type IPAddress, type Prefix } from '../model/ip.js';
 import { canonicalVm } from './canonical-vm.js';
@@ -113,6 +113,8 @@ export class Registry extends EventEmitter implements StateSink {
   private byMac = new Map<string, VmView>();
   private byFqdn = new Map<string, VmView>();
   private vmStates = new Map<string, VmState>();
+  /** Guest attributes by VM key, as the guest reported them (kept apart from the VM's view: they change often). */
+  private attributes = new Map<string, GuestAttributes>();
   private hostsByName = new Map<string, Host>();
   private readonly only?: Set<string>;
 
@@ -140,6 +142,11 @@ export class Registry extends EventEmitter implements StateSink {
   /** The owner record VMs of `network` see. */
   owner(network: string, name: string): User | undefined { return this.users.get(`${network}/${name}`)?.value; }
   vmState(key: string): VmState | undefined { return this.vmStates.get(key); }
+  /** The guest attributes of a VM ("<network>/<name>"), only if they were written for this very VM. */
+  guestAttributes(key: string): GuestAttributes['namespaces'] | undefined {
+    const a = this.attributes.get(key);
+    return a && a.vmId === this.views.get(key)?.vm.id ? a.namespaces : undefined;
+  }
   hosts(): Host[] { return [...this.hostsByName.values()]; }
 
   /** The served network whose IPv6 or IPv4 prefix holds this address. */
@@ -165,6 +172,7 @@ export class Registry extends EventEmitter implements StateSink {
     this.byMac = new Map();
     this.byFqdn = new Map();
     this.vmStates = new Map();
+    this.attributes = new Map();
     this.hostsByName = new Map();
     this.layout = undefined;
     // All records first, VM views after, so they are built in one pass (and once).
@@ -251,6 +259,15 @@ export class Registry extends EventEmitter implements StateSink {
         this.networkMods.set(n.name, mod);
         return { vms: index ? this.reindex(this.vmsByNetwork.get(n.name)) : [], networks: true };
       }
+      case 'guest-attributes': {
+        const [network, name] = k.parts;
+        if (this.only && !this.only.has(network)) return none;
+        const a = this.decode(GuestAttributesSchema, key, value);
+        const vkey = `${network}/${name}`;
+        if (a) this.attributes.set(vkey, a);
+        else this.attributes.delete(vkey);
+        return { vms: [vkey], networks: false };
+      }
       case 'owner': {
         const [network, name] = k.parts;
         if (this.only && !this.only.has(network)) return none;
@@ -309,6 +326,10 @@ export class Registry extends EventEmitter implements StateSink {
         this.networksByDomain.delete(old.network.domain);
         this.networkMods.delete(k.parts[0]);
         return { vms: this.reindex(this.vmsByNetwork.get(k.parts[0])), networks: true };
+      }
+      case 'guest-attributes': {
+        const vkey = `${k.parts[0]}/${k.parts[1]}`;
+        return { vms: this.attributes.delete(vkey) ? [vkey] : [], networks: false };
       }
       case 'owner': {
         const okey = `${k.parts[0]}/${k.parts[1]}`;

@@ -5,6 +5,7 @@
 //   networks/<network>               Network                     appliance of <network>: read (one key)
 //   vms/<network>/<name>             Vm                          appliance of <network>: read (prefix vms/<network>/)
 //   vms/<network>/.owners/<user>     User, copied from users/<user> while <user> owns a VM in <network>
+//   vms/<network>/.attributes/<name> GuestAttributes the VM reported   appliance of <network>: read-write (prefix vms/<network>/.attributes/)
 //   users/<user>                     User                        operators only
 //   owned/<user>/<network>/<name>    "": <user> owns that VM (what keeps the copies above in step)
 //   macs/<mac>                       "<network>/<name>": claims a MAC store-wide
@@ -19,16 +20,17 @@
 export const DEFAULT_PREFIX = '/uncloud';
 export const LAYOUT = 2;
 export const OWNERS_DIR = '.owners';
+export const ATTRIBUTES_DIR = '.attributes';
 
 export type RecordKind =
   | 'layout' | 'network' | 'user' | 'vm' | 'owner' | 'owned' | 'mac' | 'address' | 'vm-state' | 'host' | 'launch'
-  | 'legacy-vm-state';
+  | 'legacy-vm-state' | 'guest-attributes';
 
 export interface ParsedKey {
   kind: RecordKind;
   /**
    * networks, users, hosts: [name]; vms: [network, name]; owner copies: [network, user];
-   * owned: [user, network, name]; vm-state and launch: [host, network, name]; macs, addresses: [value];
+   * owned: [user, network, name]; guest-attributes: [network, name]; vm-state and launch: [host, network, name]; macs, addresses: [value];
    * legacy-vm-state (layout 1): [network, name]
    */
   parts: string[];
@@ -56,6 +58,9 @@ export class Keys {
   vmsOf(network: string): string { return `${this.prefix}/vms/${network}/`; }
   get vms(): string { return `${this.prefix}/vms/`; }
   owner(network: string, user: string): string { return `${this.prefix}/vms/${network}/${OWNERS_DIR}/${user}`; }
+  guestAttributes(network: string, name: string): string { return `${this.prefix}/vms/${network}/${ATTRIBUTES_DIR}/${name}`; }
+  /** What an appliance of `network` writes: its VMs' guest attributes, and nothing else. */
+  guestAttributesOf(network: string): string { return `${this.prefix}/vms/${network}/${ATTRIBUTES_DIR}/`; }
   owned(user: string, network: string, name: string): string { return `${this.prefix}/owned/${user}/${network}/${name}`; }
   ownedBy(user: string, network?: string): string { return `${this.prefix}/owned/${user}/${network ? `${network}/` : ''}`; }
   mac(mac: string): string { return `${this.prefix}/macs/${mac}`; }
@@ -99,7 +104,8 @@ export class Keys {
       case 'macs': return n === 1 ? { kind: 'mac', parts } : undefined;
       case 'addresses': return n === 1 ? { kind: 'address', parts } : undefined;
       case 'vms':
-        if (n === 2 && parts[1] !== OWNERS_DIR) return { kind: 'vm', parts };
+        if (n === 2 && parts[1] !== OWNERS_DIR && parts[1] !== ATTRIBUTES_DIR) return { kind: 'vm', parts };
+        if (n === 3 && parts[1] === ATTRIBUTES_DIR) return { kind: 'guest-attributes', parts: [parts[0], parts[2]] };
         if (n === 3 && parts[1] === OWNERS_DIR) return { kind: 'owner', parts: [parts[0], parts[2]] };
         return undefined;
       case 'owned': return n === 3 ? { kind: 'owned', parts } : undefined;

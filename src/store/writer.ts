@@ -316,6 +316,8 @@ export class StoreWriter {
         deletes: [
           entry.key, ...derivedRecords(this.keys, vm, net).map((p) => p.key),
           ...(vm.host ? [this.keys.vmState(vm.host, vm.network, vm.name)] : []),
+          // What the guest reported goes with it (a VM re-created under the name starts empty).
+          this.keys.guestAttributes(vm.network, vm.name),
         ],
       }));
       if (r.succeeded) return vm;

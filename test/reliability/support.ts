@@ -128,7 +128,7 @@ export function rssKiB(pid: number): number {
 export interface HttpAnswer { status: number; body: string; headers: Record<string, string | string[] | undefined> }
 
 /** One HTTP request with a chosen source address (identity rests on it). */
-export function httpGet(url: string, opts: { localAddress?: string; headers?: Record<string, string>; method?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
+export function httpGet(url: string, opts: { localAddress?: string; headers?: Record<string, string>; method?: string; timeoutMs?: number; body?: string | Buffer } = {}): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, localAddress: opts.localAddress, agent: false }, (res) => {
       let body = '';
@@ -139,7 +139,7 @@ export function httpGet(url: string, opts: { localAddress?: string; headers?: Re
     });
     req.setTimeout(opts.timeoutMs ?? 5000, () => req.destroy(new Error(`timeout: ${url}`)));
     req.on('error', reject);
-    req.end();
+    req.end(opts.body);
   });
 }
 

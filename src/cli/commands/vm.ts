@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { collect, positiveInt, withStore } from '../options.js';
 import { withWriter, type StoreFlags } from '../store.js';
+import { addGuestReportCommands } from './vm-guest.js';
 import { printJson, printTable } from '../print.js';
 import { fail } from '../errors.js';
 import { diskFields, type DiskFormat } from '../disk-format.js';
@@ -162,5 +163,6 @@ export function vmCommand(): Command {
       const vm = await writer.removeVm(name, o.network);
       process.stdout.write(`vm ${vm.name} removed from ${vm.network}\n`);
     }));
+  addGuestReportCommands(cmd);
   return cmd;
 }

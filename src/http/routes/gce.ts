@@ -18,7 +18,7 @@ const ETAG_RE = /^(?:W\/)?("?)([A-Za-z0-9_-]{1,64})\1$/;
 export const DEFAULT_WAIT_SEC = 300;
 export const MAX_WAIT_SEC = 3600;
 
-function flavourCheck(_c: unknown, s: Screen): Response | undefined {
+export function flavourCheck(_c: unknown, s: Screen): Response | undefined {
   return s.google ? undefined : plain(403, 'missing Metadata-Flavor: Google header\n', FLAVOR);
 }
 

@@ -1,18 +1,14 @@
 // Signed instance identity: GCE's identity token (also at the native /identity) and the
 // signatures over EC2's identity document. Without a configured key file these answer 404.
 import { plain } from '../render/rendered.js';
-import { notFound, type Screen } from '../guards.js';
+import { notFound } from '../guards.js';
 import { checkAudience } from '../../identity/jwt.js';
 import type { VmView } from '../../registry/registry.js';
 import type { RouteDeps, VmHandler } from './deps.js';
-import { GOOGLE as FLAVOR } from './gce.js';
+import { flavourCheck, GOOGLE as FLAVOR } from './gce.js';
 
 export const GCE_IDENTITY_PATH = '/computeMetadata/v1/instance/service-accounts/default/identity';
 const EC2_SIGNED = /^dynamic\/instance-identity\/(signature|pkcs7|rsa2048)$/;
-
-function gceFlavour(_c: unknown, s: Screen): Response | undefined {
-  return s.google ? undefined : plain(403, 'missing Metadata-Flavor: Google header\n', FLAVOR);
-}
 
 export function identityRoutes(d: RouteDeps): void {
   const token = (extra: Record<string, string>): VmHandler => async (_c, view, _path, query) => {
@@ -31,7 +27,7 @@ export function identityRoutes(d: RouteDeps): void {
     }, view.revision, audience!, format === 'full');
     return plain(200, jwt, { ...extra, 'content-type': 'application/text' });
   };
-  d.app.get(GCE_IDENTITY_PATH, d.guarded('gce-identity', GCE_IDENTITY_PATH, token(FLAVOR), { pre: gceFlavour, headers: FLAVOR }));
+  d.app.get(GCE_IDENTITY_PATH, d.guarded('gce-identity', GCE_IDENTITY_PATH, token(FLAVOR), { pre: flavourCheck, headers: FLAVOR }));
   d.app.get('/identity', d.guarded('native-identity', '/identity', token({})));
 }
 
