@@ -40,6 +40,8 @@ export class Forwarder {
   private readonly cache = new Map<string, CachedAnswer>();
   private readonly inflight = new Map<string, Promise<CachedAnswer>>();
   private readonly exchanges = new Set<{ cancel(): void }>();
+  /** Per upstream set: the upstream that answered last, asked first next time (a dead first upstream costs one retransmission interval once, not on every question). */
+  private readonly preferred = new Map<string, number>();
   private readonly timeoutMs: number;
   private readonly retransmitMs: number;
   private readonly failureTtlMs: number;
@@ -75,7 +77,7 @@ export class Forwarder {
       return Promise.resolve(failureAnswer(q.qnameWire, q.qtype, q.qclass, Date.now(), 0));
     }
     if (!p) {
-      p = this.ask(q, upstreams).then((a) => {
+      p = this.ask(q, upstreams, group).then((a) => {
         if (a.expiresAt > a.storedAt) {
           if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
           this.cache.set(k, a);
@@ -93,10 +95,11 @@ export class Forwarder {
     this.exchanges.clear();
   }
 
-  private async ask(q: Question, upstreams: Upstream[]): Promise<CachedAnswer> {
+  private async ask(q: Question, upstreams: Upstream[], group: string): Promise<CachedAnswer> {
     const metrics = this.opts.metrics;
     const x = exchange(q, upstreams, {
       budgetMs: this.timeoutMs, retransmitMs: this.retransmitMs, observe: (s, outcome) => metrics.upstreamLatency(s, outcome),
+      first: this.preferred.get(group),
     });
     this.exchanges.add(x);
     const reply = await x.result;
@@ -106,6 +109,8 @@ export class Forwarder {
       this.opts.log.debug({ qname: q.qname, qtype: q.qtype, upstreams }, 'no upstream answered');
       return failureAnswer(q.qnameWire, q.qtype, q.qclass, now, this.closed ? 0 : this.failureTtlMs);
     }
+    if (this.preferred.size > 10_000) this.preferred.clear();
+    this.preferred.set(group, reply.index);
     return prepareAnswer(reply.buf, reply.parsed, this.maxTtl, now);
   }
 }

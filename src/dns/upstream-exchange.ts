@@ -1,5 +1,5 @@
-// One question's exchange with the configured upstreams: the first try goes to the first
-// upstream, and while no usable answer has come, the next try goes to the next upstream after a
+// One question's exchange with the configured upstreams: the first try goes to the upstream
+// that answered last (the first one to begin with), and while no usable answer has come, the next try goes to the next upstream after a
 // retransmission interval that doubles each time (RFC 1035 §7.2, RFC 1536 §1), until the budget
 // is spent. Every try keeps listening until the exchange ends, so a late answer from an earlier
 // try still counts. Each try is a connected UDP socket on a kernel-chosen random port with a
@@ -23,7 +23,7 @@ export interface Question {
   checkingDisabled: boolean;
 }
 
-export interface Reply { buf: Buffer; parsed: ParsedResponse; upstream: Upstream }
+export interface Reply { buf: Buffer; parsed: ParsedResponse; upstream: Upstream; /** Its index in the list asked. */ index: number }
 
 export interface ExchangeOptions {
   /** How long the whole exchange may take before the client gets SERVFAIL. */
@@ -32,6 +32,8 @@ export interface ExchangeOptions {
   retransmitMs: number;
   /** Per try, for the latency histogram. */
   observe(seconds: number, outcome: 'ok' | 'timeout' | 'error'): void;
+  /** The upstream to ask first (the one that answered last time), default 0. */
+  first?: number;
 }
 
 /** How one try ended. */
@@ -67,7 +69,7 @@ export function exchange(q: Question, upstreams: Upstream[], o: ExchangeOptions)
   const budget = setTimeout(() => finish(undefined), o.budgetMs);
   const maxTries = Math.max(3, upstreams.length * 2);
   let sent = 0;
-  let next = 0;
+  let next = (o.first ?? 0) % Math.max(1, upstreams.length);
   let interval = o.retransmitMs;
 
   const settle = (t: Try, index: number, outcome: Outcome) => {
@@ -77,7 +79,7 @@ export function exchange(q: Question, upstreams: Upstream[], o: ExchangeOptions)
       case 'answer':
         return finish(outcome.reply);
       case 'truncated': {
-        const tcp = tcpTry(upstreams[index], q, (r) => settle(tcp, index, r ? { kind: 'answer', reply: r } : { kind: 'failed' }));
+        const tcp = tcpTry(upstreams[index], index, q, (r) => settle(tcp, index, r ? { kind: 'answer', reply: r } : { kind: 'failed' }));
         tries.add(tcp);
         return;
       }
@@ -109,7 +111,7 @@ export function exchange(q: Question, upstreams: Upstream[], o: ExchangeOptions)
     }
     sent++;
     next = index + 1;
-    const t = udpTry(upstreams[index], q, !plain.has(index), o, (r) => settle(t, index, r));
+    const t = udpTry(upstreams[index], index, q, !plain.has(index), o, (r) => settle(t, index, r));
     tries.add(t);
     retransmit = setTimeout(launch, interval);
     interval *= 2;
@@ -120,9 +122,9 @@ export function exchange(q: Question, upstreams: Upstream[], o: ExchangeOptions)
   return { result, cancel: () => finish(undefined) };
 }
 
-function classify(buf: Buffer, parsed: ParsedResponse, upstream: Upstream, edns: boolean): Outcome {
+function classify(buf: Buffer, parsed: ParsedResponse, upstream: Upstream, index: number, edns: boolean): Outcome {
   if (parsed.flags & FLAG.TC) return { kind: 'truncated' };
-  if (parsed.rcode === RCODE.NOERROR || parsed.rcode === RCODE.NXDOMAIN) return { kind: 'answer', reply: { buf, parsed, upstream } };
+  if (parsed.rcode === RCODE.NOERROR || parsed.rcode === RCODE.NXDOMAIN) return { kind: 'answer', reply: { buf, parsed, upstream, index } };
   if (parsed.rcode === RCODE.FORMERR && edns && !parsed.records.some((r) => r.type === TYPE.OPT)) return { kind: 'no-edns' };
   return { kind: 'failed' };
 }
@@ -131,7 +133,7 @@ function matches(p: ParsedResponse | undefined, id: number, q: Question): p is P
   return !!p && p.id === id && p.qname === q.qname && p.qtype === q.qtype && p.qclass === q.qclass && p.questionEnd === HEADER_LEN + q.qnameWire.length + 4;
 }
 
-function udpTry(up: Upstream, q: Question, edns: boolean, o: ExchangeOptions, settle: (outcome: Outcome) => void): Try {
+function udpTry(up: Upstream, index: number, q: Question, edns: boolean, o: ExchangeOptions, settle: (outcome: Outcome) => void): Try {
   const id = randomInt(65536);
   const query = buildQuery(id, q.qnameWire, q.qtype, q.qclass, { edns, dnssecOk: q.dnssecOk, checkingDisabled: q.checkingDisabled });
   const started = process.hrtime.bigint();
@@ -155,7 +157,7 @@ function udpTry(up: Upstream, q: Question, edns: boolean, o: ExchangeOptions, se
     // The socket is connected: the kernel only delivers the upstream's datagrams. A wrong ID or
     // another question is spoofed or stray: keep waiting.
     const parsed = parseResponse(msg);
-    if (matches(parsed, id, q)) end(classify(msg, parsed, up, edns));
+    if (matches(parsed, id, q)) end(classify(msg, parsed, up, index, edns));
   });
   try {
     // Connecting binds to port 0 first: a random ephemeral port for every try.
@@ -169,7 +171,7 @@ function udpTry(up: Upstream, q: Question, edns: boolean, o: ExchangeOptions, se
   return { cancel: () => end(undefined) };
 }
 
-function tcpTry(up: Upstream, q: Question, settle: (r: Reply | undefined) => void): Try {
+function tcpTry(up: Upstream, index: number, q: Question, settle: (r: Reply | undefined) => void): Try {
   const id = randomInt(65536);
   const query = buildQuery(id, q.qnameWire, q.qtype, q.qclass, { dnssecOk: q.dnssecOk, checkingDisabled: q.checkingDisabled });
   const sock = connect({ host: up.host, port: up.port });
@@ -200,7 +202,7 @@ function tcpTry(up: Upstream, q: Question, settle: (r: Reply | undefined) => voi
     const msg = Buffer.from(buf.subarray(2, 2 + len));
     const parsed = parseResponse(msg);
     if (!matches(parsed, id, q)) return end(undefined);
-    const outcome = classify(msg, parsed, up, true);
+    const outcome = classify(msg, parsed, up, index, true);
     end(outcome.kind === 'answer' ? outcome.reply : undefined);
   });
   return { cancel: () => end(undefined, false) };

@@ -100,6 +100,9 @@ describe('upstream resilience (item 4)', () => {
     expect(r.answer.map((a) => a.data)).toEqual(['192.0.2.200']);
     expect(silent.queriesFor('failover.test')).toHaveLength(1);
     expect(up.queriesFor('failover.test')).toHaveLength(1);
+    // The next question goes to the upstream that answered, not the silent one first again.
+    expect((await dig('127.0.0.1', p, ['failover2.test', 'A'])).answer.map((a) => a.data)).toEqual(['192.0.2.200']);
+    expect(silent.queriesFor('failover2.test')).toHaveLength(0);
   });
 
   it('moves to the next upstream at once when one answers SERVFAIL', async () => {
