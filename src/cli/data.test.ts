@@ -1,7 +1,9 @@
 // The CLI's data flags as an operator uses them, on etcd and on a file store: placement per
-// network, --require-token/--no-require-token with its warning. Refusals are one line on stderr,
-// a non-zero exit and no write.
-import { mkdtempSync } from 'node:fs';
+// network, --require-token/--no-require-token with its warning, user-data and vendor-data files
+// as bytes. Refusals are one line on stderr, a non-zero exit and no write.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +12,16 @@ import { openStore } from '../store/open.js';
 import { cli } from './testing/run.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'uncloud-cli-data-'));
+const file = (name: string, bytes: Buffer) => {
+  writeFileSync(join(dir, name), bytes);
+  return join(dir, name);
+};
+const GZ = gzipSync('#cloud-config\nruncmd: [[echo, gz]]\n');
+const TEXT = Buffer.from('\ufeff#cloud-config\r\n# café, NUL \u0000 and all\r\n');
+const gzFile = file('ud.gz', GZ);
+const textFile = file('vd.txt', TEXT);
+const atLimit = file('limit.bin', Buffer.concat([Buffer.from([0xff]), randomBytes(1024 * 1024 - 1)]));
+const overLimit = file('over.bin', Buffer.alloc(1024 * 1024 + 1, 0x41));
 
 for (const kind of ['etcd', 'file'] as const) {
   describe(`CLI data flags on ${kind}`, () => {
@@ -67,6 +79,46 @@ for (const kind of ['etcd', 'file'] as const) {
         await refused([...net('n1', 0xf1), '--zone', 'eu-west-1'], /zone: "eu-west-1" must be a region followed by one letter/);
         await refused([...net('n1', 0xf1), '--region', 'EU_West'], /region: "EU_West" must be lower-case/);
         await refused([...net('n1', 0xf1), '--region', 'lab', '--zone', 'labaa'], /zone: "labaa" must be the region "lab"/);
+      });
+    });
+
+    describe('user-data and vendor-data files', () => {
+      it('are read as bytes and stored losslessly: UTF-8 as text, anything else as base64', async () => {
+        await ok(['vm', 'add', 'bin', '--network', 'lab', '--user-data', gzFile, '--vendor-data', textFile]);
+        const rec = await showJson(['vm', 'show', 'bin']);
+        expect(Buffer.from(rec.userDataBase64, 'base64').equals(GZ)).toBe(true);
+        expect(rec).not.toHaveProperty('userData');
+        expect(Buffer.from(rec.vendorData, 'utf8').equals(TEXT)).toBe(true); // BOM, CRLF and NUL kept
+        expect(rec).not.toHaveProperty('vendorDataBase64');
+      });
+
+      it('vm show says "binary, N bytes" or "text, N bytes" and never prints them', async () => {
+        const out = (await ok(['vm', 'show', 'bin'])).stdout;
+        expect(out).toMatch(new RegExp(`user-data\\s+binary, ${GZ.length} bytes\n`));
+        expect(out).toMatch(new RegExp(`vendor-data\\s+text, ${TEXT.length} bytes\n`));
+        expect(out).not.toContain('cloud-config');
+        expect(Buffer.from(out).includes(GZ.subarray(0, 3))).toBe(false);
+      });
+
+      it('vm set swaps the stored form with the data, and leaves data it does not name alone', async () => {
+        await ok(['vm', 'set', 'bin', '--user-data', textFile, '--vendor-data', gzFile]);
+        let rec = await showJson(['vm', 'show', 'bin']);
+        expect(Buffer.from(rec.userData, 'utf8').equals(TEXT)).toBe(true);
+        expect(rec).not.toHaveProperty('userDataBase64');
+        expect(Buffer.from(rec.vendorDataBase64, 'base64').equals(GZ)).toBe(true);
+        expect(rec).not.toHaveProperty('vendorData');
+        await ok(['vm', 'set', 'bin', '--memory', '128']);
+        rec = await showJson(['vm', 'show', 'bin']);
+        expect(Buffer.from(rec.vendorDataBase64, 'base64').equals(GZ)).toBe(true);
+        expect(rec.userData).toBe(TEXT.toString('utf8'));
+      });
+
+      it('takes exactly 1 MiB and refuses a byte more, and a file that never ends, without reading it whole', async () => {
+        await ok(['vm', 'set', 'bin', '--user-data', atLimit]);
+        expect(Buffer.from((await showJson(['vm', 'show', 'bin'])).userDataBase64, 'base64').length).toBe(1024 * 1024);
+        await refused(['vm', 'set', 'bin', '--user-data', overLimit], /^error: user-data file .*over\.bin is larger than 1048576 bytes$/m);
+        await refused(['vm', 'add', 'big', '--network', 'lab', '--vendor-data', '/dev/zero'], /^error: vendor-data file \/dev\/zero is larger than 1048576 bytes$/m);
+        await refused(['vm', 'set', 'bin', '--user-data', join(dir, 'missing')], /^error: cannot read .*missing: ENOENT$/m);
       });
     });
 

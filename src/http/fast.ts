@@ -19,8 +19,7 @@ import type { Rendered } from './render/rendered.js';
 interface Mount { mount: string; flavour: FlatFlavour | 'gce'; route: string }
 
 const MOUNTS = new Map<string, Mount>([
-  ['/instance', { mount: '/', flavour: 'native', route: 'native' }],
-  ['/keys', { mount: '/', flavour: 'native', route: 'native' }],
+  ...['/instance', '/keys', '/user-data', '/vendor-data'].map((p): [string, Mount] => [p, { mount: '/', flavour: 'native', route: 'native' }]),
   ['/openstack', { mount: '/openstack', flavour: 'openstack', route: 'openstack' }],
   ['/nocloud', { mount: '/nocloud', flavour: 'nocloud', route: 'nocloud' }],
   ...EC2_VERSIONS.map((v): [string, Mount] => [`/${v}`, { mount: `/${v}`, flavour: 'ec2', route: 'ec2' }]),

@@ -6,6 +6,7 @@ import { normalizeAddress, parseAddress, parseHostPort, parsePrefix } from './ip
 import { normalizeMac } from './mac.js';
 import { checkSshKey } from './ssh.js';
 import { placementProblem } from './placement.js';
+import { MAX_DATA_BYTES, isCanonicalBase64 } from './user-data.js';
 
 const label = z.string().refine(isDnsLabel, 'must be a DNS label (a-z, 0-9, inner hyphens, at most 63)');
 const domain = z.string().transform((s, ctx) => {
@@ -74,6 +75,8 @@ export const UserSchema = z.object({
 }).strict();
 export type User = z.output<typeof UserSchema>;
 
+const base64Data = z.string().refine((s) => isCanonicalBase64(s), `must be canonical base64 of at most ${MAX_DATA_BYTES} bytes`);
+
 export const ResourcesSchema = z.object({
   memoryMiB: z.number().int().min(16).max(4 * 1024 * 1024).default(512),
   cpus: z.number().int().min(1).max(512).default(1),
@@ -98,14 +101,25 @@ export const VmSchema = z.object({
   addresses: z.array(address()).default([]),
   host: z.string().regex(/^[A-Za-z0-9_.-]{1,253}$/).optional(),
   resources: ResourcesSchema.default({ memoryMiB: 512, cpus: 1 }),
-  userData: z.string().max(1024 * 1024).optional(),
-  vendorData: z.string().max(1024 * 1024).optional(),
+  /**
+   * User-data and vendor-data as UTF-8 text, or (when the bytes are not UTF-8) as base64; never
+   * both (user-data.ts). The writer limits the bytes to MAX_DATA_BYTES; reads keep the older
+   * limit of the text field (characters), so no record written before is dropped.
+   */
+  userData: z.string().max(MAX_DATA_BYTES).optional(),
+  userDataBase64: base64Data.optional(),
+  vendorData: z.string().max(MAX_DATA_BYTES).optional(),
+  vendorDataBase64: base64Data.optional(),
   meta: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/), z.string().max(4096)).default({}),
   sshKeys: z.array(sshKey).default([]),
   /** EC2 IMDSv2: refuse GETs without a session token. */
   requireToken: z.boolean().default(false),
   createdAt: z.string(),
-}).strict();
+}).strict().superRefine((vm, ctx) => {
+  for (const k of ['userData', 'vendorData'] as const) {
+    if (vm[k] !== undefined && vm[`${k}Base64`] !== undefined) ctx.addIssue({ code: 'custom', path: [`${k}Base64`], message: `a VM holds ${k} as text or as base64, not both` });
+  }
+});
 export type Vm = z.output<typeof VmSchema>;
 export type VmInput = z.input<typeof VmSchema>;
 

@@ -8,6 +8,11 @@ const full = VmSchema.parse({
   addresses: ['2001:db8::10', '192.0.2.10'], host: 'hv1.example', resources: { memoryMiB: 1024, cpus: 2, kernel: '/k', initrd: '/i', cmdline: 'quiet' },
   userData: '#cloud-config\n', vendorData: 'x', meta: { role: 'web', 'a.b': '' }, sshKeys: [KEY], requireToken: true, createdAt: '2024-01-01T00:00:00Z',
 });
+// Binary user-data and vendor-data: kept as base64 (gzip's magic is not UTF-8).
+const binary = VmSchema.parse({
+  v: 1, id: '00000000-0000-4000-8000-000000000002', name: 'b', network: 'n', mac: '02:00:00:00:00:02', createdAt: 'x',
+  userDataBase64: 'H4sIAAAAAAAAA+MCAJMG1zIDAAAA', vendorDataBase64: '/w==',
+});
 const minimal = VmSchema.parse({ v: 1, id: '00000000-0000-4000-8000-000000000001', name: 'a', network: 'n', mac: '02:00:00:00:00:01', createdAt: 'x' });
 
 // Each mutation returns a changed deep copy; many are invalid, some valid but not canonical.
@@ -20,13 +25,15 @@ const values: unknown[] = [
   { role: 'x' }, { 'bad key': 'x' }, { k: 1 }, { k: 'x'.repeat(4097) }, JSON.parse('{"__proto__":"x"}'),
   [KEY], [`${KEY}  `], [KEY.replace(' alice', '  alice')], ['ssh-rsa AAAA'], [KEY.toUpperCase()],
   '3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f', '3F1C2D4E-5A6B-4C7D-8E9F-0A1B2C3D4E5F', '3f1c2d4e-5a6b-9c7d-8e9f-0a1b2c3d4e5f',
+  // base64: canonical, spare bits set, unpadded, URL alphabet, whitespace, padding only
+  'AA==', '/w==', '/x==', 'QQ', 'QUJD', 'QUJ', '_w==', 'QU JD', '====', 'QUJD\n', 'A'.repeat(1_398_100) + 'AA==', 'A'.repeat(1_398_104), 'A'.repeat(1_398_108),
 ];
 
 function* mutations(base: Record<string, unknown>): Generator<unknown> {
   const clone = () => JSON.parse(JSON.stringify(base)) as Record<string, unknown>;
   yield clone();
   const keys = Object.keys(base);
-  for (const k of [...keys, 'extra', 'owner', 'host', 'userData', 'vendorData']) {
+  for (const k of [...keys, 'extra', 'owner', 'host', 'userData', 'vendorData', 'userDataBase64', 'vendorDataBase64']) {
     for (const v of values) {
       const c = clone();
       if (v === undefined) delete c[k];
@@ -49,7 +56,7 @@ function* mutations(base: Record<string, unknown>): Generator<unknown> {
 describe('canonicalVm', () => {
   it('accepts only what VmSchema accepts, and returns exactly its output', () => {
     let accepted = 0, total = 0;
-    for (const base of [full, minimal]) {
+    for (const base of [full, minimal, binary]) {
       for (const m of mutations(base as Record<string, unknown>)) {
         total++;
         const fast = canonicalVm(m);
@@ -63,6 +70,7 @@ describe('canonicalVm', () => {
     }
     expect(canonicalVm(full)).toBe(full);
     expect(canonicalVm(minimal)).toBe(minimal);
+    expect(canonicalVm(binary)).toBe(binary);
     expect(total).toBeGreaterThan(1000);
     // Valid but non-canonical records exist among the mutations and go to the schema instead.
     expect(accepted).toBeGreaterThan(20);

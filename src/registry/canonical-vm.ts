@@ -9,17 +9,18 @@ import type { Vm } from '../model/schema.js';
 import { isDnsLabel } from '../model/names.js';
 import { normalizeAddress } from '../model/ip.js';
 import { checkSshKey } from '../model/ssh.js';
+import { BASE64_FIELD, MAX_DATA_BYTES, isCanonicalBase64 } from '../model/user-data.js';
 
 const UUID = (z.uuid()._zod.def as { pattern: RegExp }).pattern;
 const MAC = /^[0-9a-f][02468ace](?::[0-9a-f]{2}){5}$/;
 const HOST = /^[A-Za-z0-9_.-]{1,253}$/;
 const META_KEY = /^[A-Za-z0-9_.-]{1,255}$/;
-const MAX_DATA = 1024 * 1024;
 
 /** VmSchema's keys in its output order; `true` marks those always present (required or defaulted). */
 const VM_KEYS: [string, boolean][] = [
   ['v', true], ['id', true], ['name', true], ['network', true], ['owner', false], ['mac', true], ['addresses', true],
-  ['host', false], ['resources', true], ['userData', false], ['vendorData', false], ['meta', true], ['sshKeys', true],
+  ['host', false], ['resources', true], ['userData', false], ['userDataBase64', false], ['vendorData', false],
+  ['vendorDataBase64', false], ['meta', true], ['sshKeys', true],
   ['requireToken', true], ['createdAt', true],
 ];
 const RESOURCE_KEYS: [string, boolean][] = [
@@ -76,7 +77,10 @@ export function canonicalVm(x: unknown): Vm | undefined {
   if (x.host !== undefined && (typeof x.host !== 'string' || !HOST.test(x.host))) return undefined;
   if (!canonicalResources(x.resources)) return undefined;
   for (const k of ['userData', 'vendorData'] as const) {
-    if (x[k] !== undefined && (typeof x[k] !== 'string' || (x[k] as string).length > MAX_DATA)) return undefined;
+    const text = x[k];
+    const b64 = x[BASE64_FIELD[k]];
+    if (text !== undefined && (typeof text !== 'string' || text.length > MAX_DATA_BYTES)) return undefined;
+    if (b64 !== undefined && (typeof b64 !== 'string' || text !== undefined || !isCanonicalBase64(b64))) return undefined;
   }
   if (!canonicalMeta(x.meta)) return undefined;
   if (!Array.isArray(x.sshKeys) || !x.sshKeys.every((k) => {

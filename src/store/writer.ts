@@ -16,6 +16,7 @@ import {
 import { namesNest, parseAddress, parsePrefix, prefixContains, reverseZones } from '../model/ip.js';
 import { randomLocalMac } from '../model/mac.js';
 import { eui64Address } from '../model/eui64.js';
+import { BASE64_FIELD, MAX_DATA_BYTES, encodeData, type DataKind } from '../model/user-data.js';
 
 /** A transaction's parts, gathered from several helpers. */
 interface Ops { compares: KvCompare[]; puts: Put[]; deletes: string[] }
@@ -40,9 +41,39 @@ function decode<S extends z.ZodType>(schema: S, e: KvEntry): z.output<S> {
   return validate(schema, JSON.parse(e.value), `stored record ${e.key} is invalid`);
 }
 
-export type VmPatch = Partial<Omit<z.input<typeof VmSchema>, 'v' | 'id' | 'name' | 'network' | 'createdAt'>> & {
+type DataFields = 'userData' | 'userDataBase64' | 'vendorData' | 'vendorDataBase64';
+
+/**
+ * The fields a write may name. User-data and vendor-data are given as bytes (a string stands for
+ * its UTF-8 bytes); the writer stores them as text or base64 (model/user-data.ts).
+ */
+export type VmPatch = Partial<Omit<z.input<typeof VmSchema>, 'v' | 'id' | 'name' | 'network' | 'createdAt' | DataFields>> & {
   resources?: Partial<Vm['resources']>;
+  userData?: Uint8Array | string;
+  vendorData?: Uint8Array | string;
 };
+
+const DATA_NAMES: Record<DataKind, string> = { userData: 'user-data', vendorData: 'vendor-data' };
+
+/**
+ * A record with the patch's user-data and vendor-data in their stored form: the text or base64
+ * field set and the other one gone. Refuses more than MAX_DATA_BYTES before anything is written.
+ */
+function withData(record: Record<string, unknown>, patch: VmPatch): Record<string, unknown> {
+  const out = { ...record };
+  for (const kind of ['userData', 'vendorData'] as const) {
+    const given = patch[kind];
+    if (given === undefined) continue;
+    const bytes = typeof given === 'string' ? Buffer.from(given, 'utf8') : given;
+    if (bytes.byteLength > MAX_DATA_BYTES) throw invalid(`${DATA_NAMES[kind]} is ${bytes.byteLength} bytes; at most ${MAX_DATA_BYTES} are allowed`);
+    delete out[kind];
+    delete out[BASE64_FIELD[kind]];
+    const stored = encodeData(bytes);
+    if ('text' in stored) out[kind] = stored.text;
+    else out[BASE64_FIELD[kind]] = stored.base64;
+  }
+  return out;
+}
 
 export class StoreWriter {
   private layoutChecked = false;
@@ -238,11 +269,11 @@ export class StoreWriter {
     const layout = await this.layoutOps();
     for (let attempt = 0; attempt < MAC_ATTEMPTS; attempt++) {
       const { network, entry: netEntry } = await this.getNetwork(input.network);
-      const vm = validate(VmSchema, {
+      const vm = validate(VmSchema, withData({
         v: 1, id: randomUUID(), createdAt: new Date().toISOString(), ...input,
         mac: givenMac ?? randomLocalMac(),
         resources: input.resources ?? {},
-      }, 'VM');
+      }, input), 'VM');
       this.checkAddresses(vm, network);
       const owner = vm.owner ? await this.addOwner(vm.owner, vm.network) : noOps();
       const claims = vmClaims(this.keys, vm, network);
@@ -276,10 +307,10 @@ export class StoreWriter {
       const { vm: current, entry } = await this.findVm(name, network);
       const patch = typeof patchOrFn === 'function' ? patchOrFn(current) : patchOrFn;
       const { network: net, entry: netEntry } = await this.getNetwork(current.network);
-      const next = validate(VmSchema, {
+      const next = validate(VmSchema, withData({
         ...current, ...stripUndefined(patch),
         resources: { ...current.resources, ...stripUndefined(patch.resources ?? {}) },
-      }, 'VM');
+      }, patch), 'VM');
       this.checkAddresses(next, net);
       const claimKeys = new Set(vmClaims(this.keys, next, net).map((c) => c.key));
       const before = new Map(derivedRecords(this.keys, current, net).map((p) => [p.key, p.value]));

@@ -1,5 +1,5 @@
 // uncloud-metadata vm add|set|list|show|rm
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { collect, positiveInt, withStore } from '../options.js';
 import { withWriter, type StoreFlags } from '../store.js';
@@ -11,6 +11,7 @@ import type { VmPatch } from '../../store/writer.js';
 import type { Vm } from '../../model/schema.js';
 import { eui64Address } from '../../model/eui64.js';
 import { parsePrefix } from '../../model/ip.js';
+import { MAX_DATA_BYTES, dataBytes, isBinaryData, type DataKind } from '../../model/user-data.js';
 
 interface VmFlags extends StoreFlags {
   network?: string; owner?: string; mac?: string; address?: string[]; host?: string;
@@ -25,12 +26,31 @@ const metaPair = (value: string, previous: [string, string][] | undefined): [str
   return [...(previous ?? []), [value.slice(0, i), value.slice(i + 1)]];
 };
 
-function readText(path: string): string {
+/**
+ * A user-data or vendor-data file as bytes, exactly. Reads at most one byte past the limit, so a
+ * huge file (or /dev/zero) is refused without being read whole.
+ */
+function readBytes(path: string, what: string): Buffer {
+  const buf = Buffer.alloc(MAX_DATA_BYTES + 1);
+  let n = 0;
+  let fd: number | undefined;
   try {
-    return readFileSync(path, 'utf8');
+    fd = openSync(path, 'r');
+    for (let got = -1; got !== 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
   } catch (err) {
     return fail(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+  if (n > MAX_DATA_BYTES) fail(`${what} file ${path} is larger than ${MAX_DATA_BYTES} bytes`);
+  return buf.subarray(0, n);
+}
+
+/** What `vm show` says about user-data or vendor-data: never the bytes themselves. */
+function describeData(vm: Vm, kind: DataKind): string | undefined {
+  const bytes = dataBytes(vm, kind);
+  if (!bytes) return undefined;
+  return `${isBinaryData(vm, kind) ? 'binary' : 'text'}, ${bytes.length} bytes`;
 }
 
 function vmOptions(cmd: Command): Command {
@@ -61,8 +81,8 @@ function patchFrom(o: VmFlags): VmPatch {
   return {
     owner: o.owner, mac: o.mac, addresses: o.address, host: o.host,
     resources: Object.values(resources).some((v) => v !== undefined) ? resources : undefined,
-    userData: o.userData === undefined ? undefined : readText(o.userData),
-    vendorData: o.vendorData === undefined ? undefined : readText(o.vendorData),
+    userData: o.userData === undefined ? undefined : readBytes(o.userData, 'user-data'),
+    vendorData: o.vendorData === undefined ? undefined : readBytes(o.vendorData, 'vendor-data'),
     sshKeys: o.sshKey, meta: o.meta ? mergeMeta({}, o.meta, false) : undefined, requireToken: o.requireToken,
   };
 }
@@ -152,7 +172,8 @@ export function vmCommand(): Command {
         ['owner', vm.owner], ['mac', vm.mac], ['addresses', [derived(vm, network.prefix6), ...vm.addresses].join(' ')],
         ['host', vm.host], ['state', state ? `${state.state} since ${state.since}${state.lastError ? ` (${state.lastError})` : ''}` : undefined],
         ['memory', `${vm.resources.memoryMiB} MiB`], ['cpus', vm.resources.cpus],
-        ['boot', [vm.resources.kernel, vm.resources.disk && `${vm.resources.disk}${vm.resources.diskFormat ? ` (${vm.resources.diskFormat})` : ''}`].filter(Boolean).join(' + ') || undefined], ['user-data', vm.userData ? `${vm.userData.length} bytes` : undefined],
+        ['boot', [vm.resources.kernel, vm.resources.disk && `${vm.resources.disk}${vm.resources.diskFormat ? ` (${vm.resources.diskFormat})` : ''}`].filter(Boolean).join(' + ') || undefined],
+        ['user-data', describeData(vm, 'userData')], ['vendor-data', describeData(vm, 'vendorData')],
         ['ssh-keys', vm.sshKeys.length], ['meta', Object.entries(vm.meta).map(([k, v]) => `${k}=${v}`).join(' ')],
         ['require-token', String(vm.requireToken)],
       ]);

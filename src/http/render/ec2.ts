@@ -2,9 +2,10 @@
 // Every dated version serves the same tree (clients probe for the newest they know).
 import type { VmView } from '../../registry/registry.js';
 import { FlatTree } from './tree.js';
-import { JSON_TYPE, type Rendered } from './rendered.js';
+import { BYTES, JSON_TYPE, type Rendered } from './rendered.js';
 import { ec2InstanceId, instanceType, namedKeys } from './identity.js';
 import { placementOf } from '../../model/placement.js';
+import { dataBytes } from '../../model/user-data.js';
 
 /** The versions "/" lists; every other YYYY-MM-DD is served too, as AWS does. */
 export const EC2_VERSIONS = ['1.0', '2009-04-04', '2016-09-02', '2018-09-24', '2021-03-23', 'latest'];
@@ -55,7 +56,8 @@ export function renderEc2(view: VmView, opts: Ec2Options = {}): Map<string, Rend
   if (view.network.prefix4) md(`${nic}/subnet-ipv4-cidr-block`, view.network.prefix4);
   t.dir('meta-data/tags/instance');
   for (const [k, v] of Object.entries(vm.meta)) md(`tags/instance/${k}`, v);
-  if (vm.userData !== undefined) t.leaf('user-data', vm.userData, 'application/octet-stream');
+  const userData = dataBytes(vm, 'userData');
+  if (userData) t.leaf('user-data', userData, BYTES);
   t.leaf('dynamic/instance-identity/document', `${JSON.stringify({
     accountId: opts.accountId ?? '000000000000',
     architecture: 'x86_64',

@@ -24,6 +24,17 @@ const FLAVOR = { 'metadata-flavor': 'Google' };
 const dir = (o: Record<string, GNode | undefined>, keepNames = false) =>
   new GDir(new Map(Object.entries(o).filter((e): e is [string, GNode] => e[1] !== undefined)), false, keepNames);
 
+/**
+ * GCE attribute values are text. UTF-8 user-data is served as it is; other bytes are served in
+ * base64 with the attribute `user-data-encoding: base64`, the convention cloud-init's GCE
+ * datasource decodes (read_md), so it still gets the exact bytes.
+ */
+function gceUserData(vm: VmView['vm']): Record<string, string> {
+  if (vm.userData !== undefined) return { 'user-data': vm.userData };
+  if (vm.userDataBase64 !== undefined) return { 'user-data': vm.userDataBase64, 'user-data-encoding': 'base64' };
+  return {};
+}
+
 export function gceTree(view: VmView): GDir {
   const { vm } = view;
   const project = 0;
@@ -31,7 +42,7 @@ export function gceTree(view: VmView): GDir {
   const attributes = dir({
     ...vm.meta,
     'ssh-keys': sshKeys || undefined,
-    'user-data': vm.userData,
+    ...gceUserData(vm),
   }, true);
   const nic = dir({
     ip: view.addresses4[0] ?? '',

@@ -4,8 +4,9 @@ import { stringify } from 'yaml';
 import type { VmView } from '../../registry/registry.js';
 import { parsePrefix } from '../../model/ip.js';
 import { FlatTree } from './tree.js';
-import type { Rendered } from './rendered.js';
+import { BYTES, type Rendered } from './rendered.js';
 import { placementOf } from '../../model/placement.js';
+import { dataBytes } from '../../model/user-data.js';
 
 const YAML_TYPE = 'text/yaml; charset=utf-8';
 
@@ -40,8 +41,8 @@ export function renderNoCloud(view: VmView): Map<string, Rendered> {
   };
   return new FlatTree()
     .leaf('meta-data', stringify(metaData, { lineWidth: 0 }), YAML_TYPE)
-    .leaf('user-data', vm.userData ?? '', 'application/octet-stream')
-    .leaf('vendor-data', vm.vendorData ?? '', 'application/octet-stream')
+    .leaf('user-data', dataBytes(vm, 'userData') ?? '', BYTES)
+    .leaf('vendor-data', dataBytes(vm, 'vendorData') ?? '', BYTES)
     .leaf('network-config', stringify(networkConfig, { lineWidth: 0 }), YAML_TYPE)
     .build();
 }

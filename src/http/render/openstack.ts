@@ -3,9 +3,11 @@ import ipaddr from 'ipaddr.js';
 import type { VmView } from '../../registry/registry.js';
 import { parsePrefix } from '../../model/ip.js';
 import { FlatTree } from './tree.js';
-import { JSON_TYPE, type Rendered } from './rendered.js';
+import { BYTES, JSON_TYPE, type Rendered } from './rendered.js';
 import { namedKeys } from './identity.js';
 import { placementOf } from '../../model/placement.js';
+import { dataBytes } from '../../model/user-data.js';
+import { vendorDataString } from './mime.js';
 
 /** The versions cloud-init knows (sources/helpers/openstack.py), oldest first. */
 export const OPENSTACK_VERSIONS = ['2012-08-10', '2013-04-04', '2013-10-17', '2015-10-15', '2016-06-30', '2016-10-06', '2017-02-22', '2018-08-27'];
@@ -27,11 +29,12 @@ export function renderOpenStack(view: VmView): Map<string, Rendered> {
     launch_index: 0,
     devices: [],
   };
-  const vendor = vm.vendorData !== undefined ? { 'cloud-init': vm.vendorData } : {};
+  const userData = dataBytes(vm, 'userData');
+  const vendor = vendorJson(vm);
   const tree = new FlatTree();
   for (const version of [...OPENSTACK_VERSIONS, 'latest']) {
     tree.leaf(`${version}/meta_data.json`, json(metaData), JSON_TYPE);
-    if (vm.userData !== undefined) tree.leaf(`${version}/user_data`, vm.userData, 'application/octet-stream');
+    if (userData) tree.leaf(`${version}/user_data`, userData, BYTES);
     tree.leaf(`${version}/vendor_data.json`, json(vendor), JSON_TYPE);
     tree.leaf(`${version}/vendor_data2.json`, json({}), JSON_TYPE);
     tree.leaf(`${version}/network_data.json`, json(networkData(view)), JSON_TYPE);
@@ -39,6 +42,17 @@ export function renderOpenStack(view: VmView): Map<string, Rendered> {
   // The version listing is plain lines, no trailing slashes (cloud-init reads it line by line).
   tree.listing('', [...OPENSTACK_VERSIONS, 'latest'].join('\n'));
   return tree.build();
+}
+
+/**
+ * vendor_data.json holds vendor-data as a JSON string under "cloud-init" (what cloud-init's
+ * convert_vendordata takes). Text goes as it is; other bytes cannot be a JSON string and go as
+ * what cloud-init would make of them (mime.ts).
+ */
+function vendorJson(vm: VmView['vm']): Record<string, string> {
+  if (vm.vendorData !== undefined) return { 'cloud-init': vm.vendorData };
+  const bytes = dataBytes(vm, 'vendorData');
+  return bytes ? { 'cloud-init': vendorDataString(bytes) } : {};
 }
 
 /**

@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 
 export interface Rendered {
   status: number;
-  body: string;
+  /** Text, or bytes where the data is bytes (user-data and vendor-data). */
+  body: string | Buffer<ArrayBuffer>;
   etag: string;
   /** Plain object: @hono/node-server writes it straight to node:http. */
   headers: Record<string, string>;
@@ -12,12 +13,14 @@ export interface Rendered {
 
 export const TEXT = 'text/plain; charset=utf-8';
 export const JSON_TYPE = 'application/json';
+/** Opaque bytes: user-data and vendor-data, as AWS serves user-data. */
+export const BYTES = 'application/octet-stream';
 
-export function etagOf(body: string): string {
+export function etagOf(body: string | Buffer<ArrayBuffer>): string {
   return createHash('sha256').update(body).digest('hex').slice(0, 16);
 }
 
-export function rendered(body: string, contentType: string, extra: Record<string, string> = {}, status = 200): Rendered {
+export function rendered(body: string | Buffer<ArrayBuffer>, contentType: string, extra: Record<string, string> = {}, status = 200): Rendered {
   const etag = etagOf(body);
   // Content-Length up front: node:http would otherwise chunk a body written after writeHead.
   return { status, body, etag, headers: { 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), etag: `"${etag}"`, ...extra } };

@@ -4,7 +4,7 @@
 import { rendered, TEXT, type Rendered } from './rendered.js';
 
 export class FlatTree {
-  private readonly leaves = new Map<string, { body: string; type: string }>();
+  private readonly leaves = new Map<string, { body: string | Buffer<ArrayBuffer>; type: string }>();
   private readonly dirs = new Map<string, string[]>();
   private readonly listings = new Map<string, string>();
 
@@ -13,7 +13,7 @@ export class FlatTree {
   }
 
   /** Adds a leaf at `path` ("a/b/c", no leading or trailing slash); parents become directories. */
-  leaf(path: string, body: string, type = TEXT): this {
+  leaf(path: string, body: string | Buffer<ArrayBuffer>, type = TEXT): this {
     this.leaves.set(path, { body, type });
     this.link(path, false);
     return this;

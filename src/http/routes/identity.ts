@@ -39,7 +39,7 @@ export function ec2Signed(d: RouteDeps, view: VmView, path: string): Promise<Res
   const m = EC2_SIGNED.exec(path);
   if (!m) return undefined;
   const doc = d.cache.flat(view, 'ec2').get('dynamic/instance-identity/document');
-  const signed = doc && d.identity?.ec2(doc.body);
+  const signed = doc && d.identity?.ec2(doc.body.toString());
   if (!signed) return Promise.resolve(notFound());
   return signed.then((s) => plain(200, m[1] === 'signature' ? `${s.signature}\n` : s.pkcs7));
 }
