@@ -6,10 +6,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { etcdEndpoint, uniquePrefix } from '../../test/support/store.js';
 import { openStore } from '../store/open.js';
 import { cli } from './testing/run.js';
+
+// Each test runs a dozen CLI processes; on a loaded machine one can take seconds.
+vi.setConfig({ testTimeout: 180_000 });
 
 const dir = mkdtempSync(join(tmpdir(), 'uncloud-cli-data-'));
 const file = (name: string, bytes: Buffer) => {
