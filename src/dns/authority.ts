@@ -10,6 +10,7 @@
 import type { NetworkView, Registry, VmView } from '../registry/registry.js';
 import { parseAddress, reverseName } from '../model/ip.js';
 import { TYPE, RCODE, encodeName } from './wire.js';
+import { HOSTKEYS_NAMESPACE, hostKeys, sshfpRecords } from '../model/hostkeys.js';
 
 export interface Rr {
   /** Owner name, lower-case, no trailing dot. */
@@ -196,6 +197,9 @@ export class Authority {
     const node: Node = new Map();
     if (vm.addresses6.length) node.set(TYPE.AAAA, vm.addresses6.map(addressBytes));
     if (vm.addresses4.length) node.set(TYPE.A, vm.addresses4.map(addressBytes));
+    // The host keys the guest published (guest attributes hostkeys/), as SSHFP (RFC 4255, SHA-256).
+    const sshfp = sshfpRecords(hostKeys(this.registry.guestAttributes(vm.key)?.[HOSTKEYS_NAMESPACE]));
+    if (sshfp.length) node.set(TYPE.SSHFP, sshfp.map((r) => Buffer.concat([Buffer.from([r.algorithm, r.fpType]), r.fingerprint])));
     return node;
   }
 

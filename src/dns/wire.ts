@@ -4,7 +4,7 @@
 // message per query, and because every read here is bounds-checked: a malformed packet yields
 // an error value, never an exception from deep inside a generic decoder.
 
-export const TYPE = { A: 1, NS: 2, SOA: 6, PTR: 12, AAAA: 28, OPT: 41, RRSIG: 46, NSEC: 47, NSEC3: 50, IXFR: 251, AXFR: 252, ANY: 255 } as const;
+export const TYPE = { A: 1, NS: 2, SOA: 6, PTR: 12, AAAA: 28, SSHFP: 44, OPT: 41, RRSIG: 46, NSEC: 47, NSEC3: 50, IXFR: 251, AXFR: 252, ANY: 255 } as const;
 export const CLASS_IN = 1;
 export const CLASS_ANY = 255;
 export const CLASS_CH = 3;

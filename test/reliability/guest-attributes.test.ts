@@ -4,7 +4,10 @@
 // every bad write is refused with nothing stored; a flood from one VM slows no other; attributes
 // survive an appliance restart, vanish with the VM, and fail loudly (503) while etcd is down.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { openStore, type OpenedStore } from '../../src/store/open.js';
 import { StoreWriter } from '../../src/store/writer.js';
 import { putGuestAttribute, readGuestAttributes } from '../../src/store/guest-attributes.js';
@@ -61,6 +64,15 @@ describe('guest attributes', () => {
     expect(JSON.parse(shown.stdout)).toEqual({ hostkeys: { 'ssh-ed25519': BLOB } });
     const known = cli('vm', 'known-hosts', 'self');
     expect(known.stdout).toMatch(new RegExp(`^self,self\\.ga\\.test,::[0-9a-f:]+,::1 ssh-ed25519 ${BLOB.replace(/[+/]/g, '\\$&')}\n$`));
+    // The same keys as DNS SSHFP records, equal to what ssh-keygen -r makes of the key (SHA-256 lines).
+    const keyFile = join(mkdtempSync(join(tmpdir(), 'uc-ga-')), 'host.pub');
+    writeFileSync(keyFile, `ssh-ed25519 ${BLOB}\n`);
+    const want = execFileSync('ssh-keygen', ['-r', 'self.ga.test', '-f', keyFile], { encoding: 'utf8' })
+      .split('\n').filter((l) => / SSHFP \d+ 2 /.test(l)).map((l) => l.split(' SSHFP ')[1].toLowerCase());
+    const dug = execFileSync('dig', ['+short', '+tries=1', '+time=3', '@::1', '-p', String(daemon.dnsPort), 'self.ga.test', 'SSHFP'], { encoding: 'utf8' })
+      .trim().split('\n').map((l) => { const [a, t, ...hex] = l.split(' '); return `${a} ${t} ${hex.join('').toLowerCase()}`; });
+    expect(want).toHaveLength(1);
+    expect(dug).toEqual(want);
     const none = cli('vm', 'known-hosts', 'other');
     expect([none.status, none.stderr]).toEqual([1, 'error: VM "other" has published no SSH host keys (guest attributes hostkeys/)\n']);
   });
