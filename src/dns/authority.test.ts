@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { Authority } from './authority.js';
-import { TYPE } from './wire.js';
+import { RCODE, TYPE } from './wire.js';
 import { Registry, type RegistryChange } from '../registry/registry.js';
 import { Keys } from '../store/keys.js';
 import { silentLogger } from '../log.js';
@@ -63,5 +63,26 @@ describe('Authority.updateVms', () => {
     // And something is actually there (the comparison is not between two empty zones).
     expect(registry.vmCount).toBeGreaterThan(0);
     expect(auth.lookup([...registry.allVms()][0].fqdn, TYPE.AAAA)?.answer.length).toBeGreaterThan(0);
+  });
+});
+
+describe('reverse zones of a prefix off a nibble boundary', () => {
+  it('serves a /62 (read from an older store) as four /64 zones and claims nothing around it', () => {
+    const wide = { ...network, prefix6: '2001:db8:1:4::/62', prefix4: '10.1.16.0/20', metadata6: '2001:db8:1:4::1', metadata4: '10.1.16.1' };
+    const registry = new Registry({ log: silentLogger() });
+    registry.reset([
+      { key: keys.network('lab'), value: JSON.stringify(wide), modRevision: 1, createRevision: 1 },
+      { key: keys.vm('lab', 'deep'), value: vmRecord('deep', '02:00:00:00:00:01', ['2001:db8:1:6::99', '10.1.31.9']), modRevision: 2, createRevision: 2 },
+    ], 2);
+    const auth = new Authority(registry, 30);
+    const apexes = ['4', '5', '6', '7'].map((n) => `${n}.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa`);
+    for (const apex of apexes) expect(auth.lookup(apex, TYPE.SOA)?.answer.map((r) => r.type)).toEqual([TYPE.SOA]);
+    const ptr = (a: string) => auth.lookup(reverseName(parseAddress(a)!), TYPE.PTR);
+    expect(ptr('2001:db8:1:6::99')?.answer).toHaveLength(1);
+    expect(ptr('10.1.31.9')?.answer).toHaveLength(1);
+    expect(ptr('2001:db8:1:6::98')?.rcode).toBe(RCODE.NXDOMAIN);
+    // Around the prefixes: not ours at all (no authoritative NXDOMAIN shadowing someone else's PTR).
+    for (const outside of ['2001:db8:1:3::1', '2001:db8:1:8::1', '2001:db8:1::1', '10.1.15.1', '10.1.32.1']) expect(ptr(outside)).toBeUndefined();
+    expect(auth.lookup('0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa', TYPE.SOA)).toBeUndefined();
   });
 });
