@@ -1,6 +1,8 @@
 // The unprivileged user the agent's qemus run as (agent.user), created for the tests that run
 // the agent, as deploy/README tells an operator to. Parallel test files may race to create it.
 import { execFileSync } from 'node:child_process';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 
 export const QEMU_USER = 'uncloud-qemu';
 
@@ -19,9 +21,7 @@ export function ensureQemuUser(): number {
 }
 
 /** A pino logger whose lines a test can read. */
-export async function capturingLogger(): Promise<{ log: import('pino').Logger; lines: () => Record<string, unknown>[] }> {
-  const { pino } = await import('pino');
-  const { Writable } = await import('node:stream');
+export function capturingLogger(): { log: Logger; lines: () => Record<string, unknown>[] } {
   const out: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk, _enc, cb) {
