@@ -31,6 +31,12 @@ export class VmLifecycle {
 
   async ensureRunning(m: Managed, spec: QemuSpec): Promise<void> {
     const { log, actions, registry, host } = this.opts;
+    // A qemu that died since the last look goes through the backoff, whoever notices first: a
+    // pass triggered by some other change must not relaunch it at once (nor uncounted).
+    if (this.diedUnseen(m)) {
+      await this.fail(m, 'qemu exited');
+      return;
+    }
     const pid = m.pid ?? readPid(m.dir);
     if (pid && isOurQemu(pid, m.key)) {
       if (readSpec(m.dir) === specText(spec)) {

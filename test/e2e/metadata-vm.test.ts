@@ -160,7 +160,7 @@ describe('a real VM on the metadata network', () => {
   });
 
   it('reports the VM as running on this host, and the host as alive', async () => {
-    const state = JSON.parse(await ns.exec('etcdctl', ['--endpoints=127.0.0.1:2379', 'get', '--print-value-only', '/uncloud/vm-state/lab/web1']));
+    const state = JSON.parse(await ns.exec('etcdctl', ['--endpoints=127.0.0.1:2379', 'get', '--print-value-only', '/uncloud/hosts/hv-e2e/state/lab/web1']));
     expect(state).toMatchObject({ host: 'hv-e2e', state: 'running', restarts: 0 });
     expect(isOurQemu(state.pid, 'lab/web1')).toBe(true);
     const host = JSON.parse(await ns.exec('etcdctl', ['--endpoints=127.0.0.1:2379', 'get', '--print-value-only', '/uncloud/hosts/hv-e2e']));

@@ -55,7 +55,7 @@ describe('bridge MAC while VMs come and go', () => {
   const logger = capturingLogger();
   const procs: { kill(): void }[] = [];
   const mac = async (dev: string) => (JSON.parse(await ns.ip(['-j', 'link', 'show', dev])) as { address: string }[])[0].address;
-  const running = async () => (await t.store.kv.range(t.store.keys.vmStates)).entries
+  const running = async () => (await t.store.kv.range(t.store.keys.statesOf('hv1'))).entries
     .map((e) => VmStateSchema.parse(JSON.parse(e.value))).filter((s) => s.state === 'running').length;
 
   beforeAll(async () => {

@@ -124,7 +124,7 @@ describe('crash-looping qemu', () => {
   });
 
   it('a qemu that dies right after starting is restarted with a doubling delay', async () => {
-    // A qemu that starts (answers on QMP) and is killed 300 ms later, every time.
+    // A qemu that starts (answers on QMP) and is killed 500 ms later, every time.
     const real = ns.wrapper('qemu-system-x86_64');
     const wrapper = join(dir, 'qemu');
     writeFileSync(wrapper, `#!/bin/sh
@@ -133,7 +133,7 @@ pidfile=""; qmp=""; prev=""
 for a in "$@"; do [ "$prev" = "-pidfile" ] && pidfile="$a"; prev="$a"; done
 qmp="$(dirname "$pidfile")/qmp.sock"
 # The kill's time is taken just before the kill: a late \`date\` on a loaded machine must not shorten the measured wait.
-( while [ ! -S "$qmp" ]; do sleep 0.05; done; sleep 0.3; t=$(date +%s%3N); kill -9 "$(cat "$pidfile")"; echo "$t" >> ${launches}.killed ) >/dev/null 2>&1 &
+( while [ ! -S "$qmp" ]; do sleep 0.05; done; sleep 0.5; t=$(date +%s%3N); kill -9 "$(cat "$pidfile")"; echo "$t" >> ${launches}.killed ) >/dev/null 2>&1 &
 exec "${real}" "$@"
 `);
     chmodSync(wrapper, 0o755);

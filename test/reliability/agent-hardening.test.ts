@@ -40,7 +40,7 @@ describe('agent: what a store writer can make qemu do', () => {
   const KERNEL = join(images, 'vmlinuz,initrd=shadow.img');
 
   const state = async (name: string): Promise<VmState | undefined> => {
-    const e = await t.store.kv.get(t.store.keys.vmState(NET, name));
+    const e = await t.store.kv.get(t.store.keys.vmState('hv1', NET, name));
     return e ? VmStateSchema.parse(JSON.parse(e.value)) : undefined;
   };
   const running = (name: string) => until(async () => { const s = await state(name); return s?.state === 'running' ? s : undefined; }, 30_000);
