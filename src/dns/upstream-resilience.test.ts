@@ -2,6 +2,8 @@
 // Debian's dnsmasq forwarding to the same upstream as the peer in the same run, and dig as the
 // client: late answers, silence, ICMP unreachable, SERVFAIL (cached, RFC 9520), truncation and
 // TCP, EDNS intolerance (RFC 6891 §7), oversized answers, RFC 2181 §8/§9, RFC 2308 SOA TTLs, RD=0.
+import { createSocket } from 'node:dgram';
+import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdTestStore } from '../../test/support/store.js';
 import { freePort } from '../../test/support/ports.js';
@@ -10,7 +12,7 @@ import { startDnsServer, type DnsServer } from './server.js';
 import { dig, type DigResult } from './testing/dig.js';
 import { startDnsmasq, type Dnsmasq } from './testing/dnsmasq.js';
 import { rr, startScriptedUpstream, type ScriptedReply, type ScriptedUpstream } from './testing/scripted-upstream.js';
-import { RCODE } from './wire.js';
+import { RCODE, buildQuery, encodeName } from './wire.js';
 
 const t = etcdTestStore();
 const servers: DnsServer[] = [];
@@ -146,6 +148,33 @@ describe('upstream resilience (item 4)', () => {
     expect((await dig('127.0.0.1', p, ['servfail2.test', 'A'])).status).toBe('SERVFAIL');
     expect(up.queriesFor('servfail2.test').length).toBeGreaterThan(asked);
   });
+
+  it('a flood of unique names at a black-holed upstream: bounded sockets, own names still answered', async () => {
+    const p = await serve([silent.port]);
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    const sock = createSocket('udp4');
+    let servfails = 0;
+    sock.on('message', (m) => { if ((m[3] & 0xf) === RCODE.SERVFAIL) servfails++; });
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    for (let i = 0; i < 5000; i++) {
+      const q = buildQuery(i, encodeName(`n${i}.flood.test`), 1, 1, { edns: false });
+      sock.send(q, p, '127.0.0.1');
+      if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+    }
+    // Past the first retransmission (800 ms): every question in flight holds two sockets now.
+    let most = 0;
+    for (let i = 0; i < 15; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      most = Math.max(most, fds() - before);
+    }
+    // At most 2048 questions in flight, each with at most 3 tries to one upstream.
+    expect(most).toBeLessThan(2048 * 3 + 100);
+    // Questions beyond the bound got SERVFAIL at once instead of a socket.
+    expect(servfails).toBeGreaterThan(0);
+    expect((await dig('127.0.0.1', p, ['metadata.lab.example', 'AAAA'])).answer).toHaveLength(1);
+    sock.close();
+  }, 30_000);
 
   it('answers SERVFAIL when nothing answers within the budget, and still serves', async () => {
     const p = await serve([silent.port], { forwardTimeoutMs: 600, forwardRetransmitMs: 100 });
