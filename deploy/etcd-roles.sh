@@ -4,7 +4,7 @@
 # so no user has a password. What each role may touch is the key layout in src/store/keys.ts.
 #
 #   deploy/etcd-roles.sh operator NAME                 read-write on the whole prefix
-#   deploy/etcd-roles.sh appliance NAME NETWORK...     read-only on these networks
+#   deploy/etcd-roles.sh appliance NAME NETWORK...     read these networks; write only their VMs' guest attributes
 #   deploy/etcd-roles.sh enable-auth                   creates root (CN root) and turns auth on
 #
 # Run with etcdctl's connection in the environment (ETCDCTL_ENDPOINTS, ETCDCTL_CACERT,
@@ -48,11 +48,13 @@ case "${1:-}" in
       label "$net"
       # The layout marker, the network's record (one key: "lab" must not reach "lab2"), and its
       # VMs with their owners' key copies. Nothing else: no users/, no other network, no claims.
+      # Its one write: what its guests report (guest attributes, vms/<net>/.attributes/).
       r="uncloud-network-$net"
       role "$r"
       read_key "$r" "$P/layout"
       read_key "$r" "$P/networks/$net"
       read_prefix "$r" "$P/vms/$net/"
+      write_prefix "$r" "$P/vms/$net/.attributes/"
       ctl user grant-role "$name" "$r"
     done
     ;;

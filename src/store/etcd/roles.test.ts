@@ -136,13 +136,19 @@ describe('etcd roles from deploy/etcd-roles.sh, with auth on', () => {
     await cli('ops', ['vm', 'set', 'self', '--network', 'lab', '--meta', 'role=changed']);
     await eventually(async () => ((await (await fetch(`http://[::1]:${http}/openstack/latest/meta_data.json`)).json()) as { meta: Record<string, string> }).meta.role === 'changed', 10_000);
     expect(((await (await fetch(`http://[::1]:${admin}/readyz`)).json()) as { status: string }).status).toBe('ready');
+    // Its one write: a guest's attribute, through the HTTP PUT a guest makes, lands under its role.
+    const ga = `http://[::1]:${http}/computeMetadata/v1/instance/guest-attributes/hostkeys/ssh-ed25519`;
+    const stored = await fetch(ga, { method: 'PUT', headers: { 'Metadata-Flavor': 'Google' }, body: ED25519.split(' ')[1] });
+    expect(stored.status).toBe(200);
+    await eventually(async () => (await fetch(ga, { headers: { 'Metadata-Flavor': 'Google' } })).status === 200, 10_000);
   });
 
-  it('the appliance\'s role refuses every write, and reads outside its network', async () => {
+  it('the appliance\'s role refuses every write but its guests\' attributes, and reads outside its network', async () => {
     const a = 'appliance-lab';
     expect(await attempt(a, get(keys.vm('lab', 'self')))).toBe('ok');
     expect(await attempt(a, put(keys.vm('lab', 'evil')))).toBe('permission denied');
     expect(await attempt(a, put(keys.network('lab')))).toBe('permission denied');
+    expect(await attempt(a, put(keys.guestAttributes('lab2', 'x')))).toBe('permission denied');
     expect(await attempt(a, put(keys.owner('lab', 'alice')))).toBe('permission denied');
     expect(await attempt(a, get(keys.network('lab2')))).toBe('permission denied');
     expect(await attempt(a, range(keys.vmsOf('lab2')))).toBe('permission denied');
