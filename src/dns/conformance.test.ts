@@ -254,3 +254,32 @@ describe('metadata.google.internal can be turned off per network', () => {
     expect((await dig('127.0.0.1', p2, ['metadata.', 'AAAA'])).answer.map((a) => a.data)).toEqual([NET.metadata6]);
   });
 });
+
+describe('RA on cached answers follows the asking client', () => {
+  const t3 = etcdTestStore();
+  let s3: DnsServer;
+  let p3: number;
+  beforeAll(async () => {
+    // 127.0.0.0/8 is a served prefix (so 127.0.0.2 sees our data) but only 127.0.0.1 may recurse.
+    await t3.writer.addNetwork({ ...NET, prefix4: '127.0.0.0/8', metadata4: '127.0.0.53' });
+    const { registry } = await t3.follow();
+    p3 = await freePort();
+    s3 = await startDnsServer({
+      registry, listen: [{ host: '127.0.0.1', port: p3 }], log: silentLogger(),
+      upstreams: [`127.0.0.1:${await freePort()}`], recursionAcl: ['127.0.0.1/32'], forwardTimeoutMs: 200,
+    });
+  });
+  afterAll(async () => {
+    await s3?.close();
+    await t3.close();
+  });
+  it('one cached answer, RA for the client that may recurse only, in either order', async () => {
+    for (const name of ['metadata.lab.example', 'nope.lab.example']) {
+      const first = await dig('127.0.0.1', p3, [name, 'AAAA']);
+      const other = await dig('127.0.0.1', p3, ['-b', '127.0.0.2', name, 'AAAA']);
+      const again = await dig('127.0.0.1', p3, [name, 'AAAA']);
+      expect([first, other, again].map((r) => r.flags.includes('aa'))).toEqual([true, true, true]);
+      expect([first, other, again].map((r) => r.flags.includes('ra'))).toEqual([true, false, true]);
+    }
+  });
+});

@@ -122,9 +122,11 @@ export class Responder {
     const auth = this.authCache.get(h.key);
     let e = auth ? auth.shared ?? auth.variants?.get(variant) : undefined;
     let now = 0;
+    let ours = false;
     if (e) {
       // Outsiders take the full path: a network may be closed to them, and they are rate-limited.
       if (!c.trusted) return undefined;
+      ours = true;
     } else {
       e = this.fwdCache.get(h.key)?.variants?.get(variant);
       if (!e || !c.allowed) return undefined;
@@ -133,7 +135,10 @@ export class Responder {
     }
     this.opts.metrics.cacheHits++;
     this.opts.metrics.query(h.qtype, e.rcode);
-    return serveCached(e, msg, h.questionEnd, now);
+    const out = serveCached(e, msg, h.questionEnd, now);
+    // Our answers are shared by clients that may recurse and clients that may not: RA is theirs.
+    if (ours) out[3] = (out[3] & 0x7f) | (c.allowed && this.recursionOffered ? 0x80 : 0);
+    return out;
   }
 
   /** The full path for any query over any transport; undefined means stay silent. Never throws. */
@@ -191,8 +196,8 @@ export class Responder {
       const out = encodeAnswer(msg, q.id, q.flags, answer, {
         qname: q.qname, questionEnd: q.questionEnd, edns, dnssecOk: q.dnssecOk, limit, aa: true, ra,
       });
-      // Cached answers are served to trusted clients only, and carry this client's RA.
-      if (hot && c.trusted && (c.allowed || !this.recursionOffered)) {
+      // Cached answers are served to trusted clients only (with each one's own RA, see fast()).
+      if (hot && c.trusted) {
         const e = entry(out, q.qtype, answer.rcode, false);
         if (bare) this.authCache.setVariant(hot.key, c.metaVariant!, e);
         else this.authCache.setShared(hot.key, e);
