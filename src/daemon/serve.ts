@@ -13,6 +13,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { openStore, type OpenedStore } from '../store/open.js';
 import { StoreAccessError, type StateSource } from '../store/kv.js';
+import { networkInterfaces } from 'node:os';
+import { metadataAddresses, type Network } from '../model/schema.js';
 import { LAYOUT } from '../store/keys.js';
 import { Registry } from '../registry/registry.js';
 import { parseHostPort } from '../model/ip.js';
@@ -131,7 +133,7 @@ export async function serve(cfg: Config, log: Logger): Promise<Daemon> {
 
   // With no listen addresses given, listen on each served network's metadata addresses.
   const defaults = (port: number) => registry.networks().flatMap((n) => [
-    { host: n.network.metadata6, port }, ...(n.network.metadata4 ? [{ host: n.network.metadata4, port }] : []),
+    ...ownReplicaAddresses(n.network).map((host) => ({ host, port })),
   ]);
   const dnsListen = dns.length ? listens(dns, 53, 'dns') : defaults(53);
   // Defaults also take the well-known metadata addresses this host holds.
@@ -222,4 +224,17 @@ function checkLayout(registry: Registry, store: OpenedStore): void {
   if (registry.networks().length) {
     throw new ServeError(`store at ${store.keys.root} is in layout 1: run \`uncloud-metadata store migrate\` (this version reads layout ${LAYOUT})`);
   }
+}
+
+/**
+ * The metadata addresses of a network this replica listens on: those assigned to this host (each
+ * replica holds its own); when none is, all of them, so that the bind fails and says which.
+ */
+function ownReplicaAddresses(n: Network): string[] {
+  const { v6, v4 } = metadataAddresses(n);
+  const all = [...v6, ...v4];
+  if (!n.replicas6?.length && !n.replicas4?.length) return all;
+  const local = new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address)));
+  const own = all.filter((a) => local.has(a));
+  return own.length ? own : all;
 }

@@ -9,6 +9,7 @@
 // answers NODATA, not NXDOMAIN (RFC 8020), in O(log n).
 import type { NetworkView, Registry, VmView } from '../registry/registry.js';
 import { parseAddress, reverseName } from '../model/ip.js';
+import { metadataAddresses } from '../model/schema.js';
 import { TYPE, RCODE, encodeName } from './wire.js';
 import { HOSTKEYS_NAMESPACE, hostKeys, sshfpRecords } from '../model/hostkeys.js';
 
@@ -259,8 +260,11 @@ export class Authority {
       u32s(serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, this.ttl),
     ]);
     this.soas.push(soaRdata);
-    const glue: Rr[] = [{ name: target, type: TYPE.AAAA, ttl: this.ttl, rdata: addressBytes(n.metadata6) }];
-    if (n.metadata4) glue.push({ name: target, type: TYPE.A, ttl: this.ttl, rdata: addressBytes(n.metadata4) });
+    const replicas = metadataAddresses(n);
+    const glue: Rr[] = [
+      ...replicas.v6.map((a) => ({ name: target, type: TYPE.AAAA, ttl: this.ttl, rdata: addressBytes(a) })),
+      ...replicas.v4.map((a) => ({ name: target, type: TYPE.A, ttl: this.ttl, rdata: addressBytes(a) })),
+    ];
     for (const apex of [n.domain, ...view.reverseZones]) {
       // Two networks whose zones collide (a store the writer's checks did not guard): the first
       // keeps its zone rather than losing every record to the second.
@@ -285,10 +289,10 @@ export class Authority {
     }
     const fwd = this.zones.get(n.domain)!;
     if (fwd.network !== n.name) return;
-    addRecord(fwd, target, TYPE.AAAA, addressBytes(n.metadata6));
-    if (n.metadata4) addRecord(fwd, target, TYPE.A, addressBytes(n.metadata4));
+    for (const a of replicas.v6) addRecord(fwd, target, TYPE.AAAA, addressBytes(a));
+    for (const a of replicas.v4) addRecord(fwd, target, TYPE.A, addressBytes(a));
     this.metadataByNetwork.set(n.name, new Map([...fwd.fixed.get(target)!, [TYPE.SOA, [soaRdata]], [TYPE.NS, [encodeName(target)]]]));
-    for (const a of [n.metadata6, ...(n.metadata4 ? [n.metadata4] : [])]) {
+    for (const a of [...replicas.v6, ...replicas.v4]) {
       const zone = this.reverseZoneOf(a);
       const k = addressKey(a);
       if (!zone || !k || zone.network !== n.name) continue;

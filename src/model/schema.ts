@@ -59,6 +59,9 @@ export const NetworkSchema = z.object({
   dnsPublic: z.boolean().optional(),
   /** DNS: answer `metadata.google.internal` with the metadata addresses (default true). */
   dnsGoogleInternal: z.boolean().optional(),
+  /** More metadata addresses, one per further appliance replica: `metadata` answers all of them. */
+  replicas6: z.array(address(6)).optional(),
+  replicas4: z.array(address(4)).optional(),
 }).strict().superRefine((n, ctx) => {
   const placement = placementProblem(n.region, n.zone);
   if (placement) ctx.addIssue({ code: 'custom', path: [placement.field], message: placement.message });
@@ -66,6 +69,14 @@ export const NetworkSchema = z.object({
   if (p6 && p6.length > 64) ctx.addIssue({ code: 'custom', path: ['prefix6'], message: 'must be /64 or shorter (SLAAC needs 64 bits of interface id)' });
 });
 export type Network = z.output<typeof NetworkSchema>;
+
+/** Every address `metadata` has in this network: the first replica's, then the others'. */
+export function metadataAddresses(n: Pick<Network, 'metadata6' | 'metadata4' | 'replicas6' | 'replicas4'>): { v6: string[]; v4: string[] } {
+  return {
+    v6: [n.metadata6, ...(n.replicas6 ?? [])],
+    v4: [...(n.metadata4 ? [n.metadata4] : []), ...(n.replicas4 ?? [])],
+  };
+}
 
 export const UserKeySchema = z.object({ name: z.string().regex(/^[A-Za-z0-9_.@-]{1,64}$/, 'key names are 1-64 of A-Z a-z 0-9 _ . @ -'), key: sshKey }).strict();
 export const UserSchema = z.object({

@@ -1,6 +1,7 @@
-// Router advertisement configs for a network: the prefix for SLAAC, RDNSS = the appliance,
+// Router advertisement configs for a network: the prefix for SLAAC, RDNSS = the appliance (every
+// replica's address: a guest's resolver moves on to the next when one is down),
 // DNSSL = the search domain. That is all a guest needs to find `metadata`: no DHCP, no IPv4.
-import type { Network } from '../model/schema.js';
+import { metadataAddresses, type Network } from '../model/schema.js';
 
 export type RaFormat = 'radvd' | 'dnsmasq';
 
@@ -22,7 +23,7 @@ interface ${iface}
         AdvOnLink on;
         AdvAutonomous on;
     };
-    RDNSS ${network.metadata6}
+    RDNSS ${metadataAddresses(network).v6.join(' ')}
     {
         AdvRDNSSLifetime 30;
     };
@@ -44,7 +45,7 @@ bind-interfaces
 enable-ra
 ra-param=${iface},10
 dhcp-range=${base},ra-only,${len}
-dhcp-option=option6:dns-server,[${network.metadata6}]
+dhcp-option=option6:dns-server,${metadataAddresses(network).v6.map((a) => `[${a}]`).join(',')}
 dhcp-option=option6:domain-search,${network.domain}
 `;
 }

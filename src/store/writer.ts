@@ -10,7 +10,7 @@ import { LAYOUT, type Keys } from './keys.js';
 import { claims as vmClaims, derivedRecords, type Put } from './derived.js';
 import { StoreError, exists, inUse, invalid, notFound } from './errors.js';
 import {
-  HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, describeIssues,
+  HostSchema, NetworkSchema, metadataAddresses, UserSchema, VmSchema, VmStateSchema, describeIssues,
   type Host, type Network, type User, type Vm, type VmState,
 } from '../model/schema.js';
 import { namesNest, parseAddress, parsePrefix, prefixContains, reverseZones } from '../model/ip.js';
@@ -130,6 +130,14 @@ export class StoreWriter {
       if (!network.prefix4) throw invalid('metadata4 needs prefix4');
       checkInside(network.metadata4, network.prefix4, 'metadata4');
     }
+    for (const a of network.replicas6 ?? []) checkInside(a, network.prefix6, 'replica6');
+    for (const a of network.replicas4 ?? []) {
+      if (!network.prefix4) throw invalid('replica4 needs prefix4');
+      checkInside(a, network.prefix4, 'replica4');
+    }
+    const all = metadataAddresses(network);
+    const twice = [...all.v6, ...all.v4].find((a, i, list) => list.indexOf(a) !== i);
+    if (twice) throw invalid(`metadata address ${twice} is given twice`);
     const layout = await this.layoutOps();
     const r = await this.kv.txn(merge(layout, {
       compares: [{ key: this.keys.network(network.name), modRevision: 0 }],
@@ -412,7 +420,8 @@ export class StoreWriter {
       const prefix = addr.kind() === 'ipv6' ? network.prefix6 : network.prefix4;
       if (!prefix) throw invalid(`address ${a}: network "${network.name}" has no IPv4 prefix`);
       checkInside(a, prefix, 'address');
-      if (a === network.metadata6 || a === network.metadata4) throw invalid(`address ${a} is the metadata service's own`);
+      const service = metadataAddresses(network);
+      if (service.v6.includes(a) || service.v4.includes(a)) throw invalid(`address ${a} is the metadata service's own`);
       if (a === derived) throw invalid(`address ${a} is already the VM's EUI-64 address; no need to give it`);
     }
   }

@@ -12,7 +12,7 @@ function show(n: Network): void {
   const p = placementOf(n);
   printTable(['FIELD', 'VALUE'], [
     ['name', n.name], ['prefix6', n.prefix6], ['prefix4', n.prefix4], ['domain', n.domain],
-    ['metadata6', n.metadata6], ['metadata4', n.metadata4], ['upstreams', n.upstreams.join(' ')],
+    ['metadata6', n.metadata6], ['metadata4', n.metadata4], ['replicas6', n.replicas6?.join(' ')], ['replicas4', n.replicas4?.join(' ')], ['upstreams', n.upstreams.join(' ')],
     ['bridge', n.bridge ?? `br-${n.name}`],
     ['region', n.region !== undefined || n.zone !== undefined ? p.region : `${p.region} (default)`],
     ['zone', n.zone !== undefined ? p.zone : `${p.zone} (default)`],
@@ -29,6 +29,8 @@ export function networkCommand(): Command {
     .requiredOption('--domain <domain>', 'search domain the VMs use')
     .requiredOption('--metadata6 <addr>', "the appliance's IPv6 address inside prefix6")
     .option('--metadata4 <addr>', "the appliance's IPv4 address inside prefix4")
+    .option('--replica6 <addr>', 'a further appliance replica\'s IPv6 address (repeatable): `metadata` answers every one', collect)
+    .option('--replica4 <addr>', 'a further appliance replica\'s IPv4 address (repeatable)', collect)
     .option('--upstream <addr:port>', 'upstream resolver (repeatable)', collect)
     .option('--bridge <name>', 'host bridge the agent uses (default br-NAME)')
     .option('--region <region>', 'region served to its VMs (default: the zone minus its last letter, else the network name)')
@@ -36,11 +38,11 @@ export function networkCommand(): Command {
     .option('--dns-public', 'answer its names and PTRs to any DNS client (default: only its own prefixes and the ACL)')
     .option('--no-google-internal', 'do not answer metadata.google.internal for its VMs')
     .option('--json', 'print the record as JSON'))
-    .action((name: string, o: Flags & { prefix6: string; prefix4?: string; domain: string; metadata6: string; metadata4?: string; upstream?: string[]; bridge?: string; region?: string; zone?: string; dnsPublic?: boolean; googleInternal: boolean }) =>
+    .action((name: string, o: Flags & { prefix6: string; prefix4?: string; domain: string; metadata6: string; metadata4?: string; replica6?: string[]; replica4?: string[]; upstream?: string[]; bridge?: string; region?: string; zone?: string; dnsPublic?: boolean; googleInternal: boolean }) =>
       withWriter(o, async (writer) => {
         const n = await writer.addNetwork({
           name, prefix6: o.prefix6, prefix4: o.prefix4, domain: o.domain, metadata6: o.metadata6,
-          metadata4: o.metadata4, upstreams: o.upstream ?? [], bridge: o.bridge, region: o.region, zone: o.zone,
+          metadata4: o.metadata4, replicas6: o.replica6, replicas4: o.replica4, upstreams: o.upstream ?? [], bridge: o.bridge, region: o.region, zone: o.zone,
           dnsPublic: o.dnsPublic || undefined, dnsGoogleInternal: o.googleInternal ? undefined : false,
         });
         if (o.json) printJson(n);

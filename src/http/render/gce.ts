@@ -2,6 +2,7 @@
 // a listing, a leaf, or (?recursive=true) the whole subtree as JSON (camelCase keys, as GCE does,
 // except attribute names) or as "path value" lines (?alt=text). Every answer carries an ETag.
 import type { VmView } from '../../registry/registry.js';
+import { metadataAddresses } from '../../model/schema.js';
 import { JSON_TYPE, bareEtag, rendered, type Rendered } from './rendered.js';
 import { gceInstanceId, instanceType, namedKeys } from './identity.js';
 import { placementOf } from '../../model/placement.js';
@@ -49,7 +50,7 @@ export function gceTree(view: VmView): GDir {
     ipv6s: view.addresses6,
     mac: vm.mac,
     network: `projects/${project}/networks/${vm.network}`,
-    'dns-servers': [view.network.metadata6, ...(view.network.metadata4 ? [view.network.metadata4] : [])],
+    'dns-servers': [...metadataAddresses(view.network).v6, ...metadataAddresses(view.network).v4],
   });
   return dir({
     instance: dir({

@@ -2,6 +2,7 @@
 // vendor-data and network-config (v2), all YAML or opaque text.
 import { stringify } from 'yaml';
 import type { VmView } from '../../registry/registry.js';
+import { metadataAddresses } from '../../model/schema.js';
 import { parsePrefix } from '../../model/ip.js';
 import { FlatTree } from './tree.js';
 import { BYTES, type Rendered } from './rendered.js';
@@ -35,7 +36,7 @@ export function renderNoCloud(view: VmView): Map<string, Rendered> {
         dhcp6: false,
         'accept-ra': true,
         ...(explicit.length ? { addresses: explicit } : {}),
-        nameservers: { addresses: [network.metadata6, ...(network.metadata4 ? [network.metadata4] : [])], search: [network.domain] },
+        nameservers: { addresses: [...metadataAddresses(network).v6, ...metadataAddresses(network).v4], search: [network.domain] },
       },
     },
   };

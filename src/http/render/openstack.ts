@@ -1,6 +1,7 @@
 // OpenStack (Nova) metadata: /openstack lists versions; every version serves the same files.
 import ipaddr from 'ipaddr.js';
 import type { VmView } from '../../registry/registry.js';
+import { metadataAddresses } from '../../model/schema.js';
 import { parsePrefix } from '../../model/ip.js';
 import { FlatTree } from './tree.js';
 import { BYTES, JSON_TYPE, type Rendered } from './rendered.js';
@@ -63,7 +64,8 @@ function vendorJson(vm: VmView['vm']): Record<string, string> {
  */
 export function networkData(view: VmView) {
   const net = view.network;
-  const dns = [{ type: 'dns', address: net.metadata6 }, ...(net.metadata4 ? [{ type: 'dns', address: net.metadata4 }] : [])];
+  const { v6, v4 } = metadataAddresses(net);
+  const dns = [...v6, ...v4].map((address) => ({ type: 'dns', address }));
   const link = 'interface0';
   const p4 = net.prefix4 ? parsePrefix(net.prefix4, 4) : undefined;
   return {
