@@ -1,10 +1,11 @@
-// The VM-facing metadata app (Hono): guards, identity, then one flavour's rendered answer.
+// The VM-facing metadata app (Hono): guards (proxy headers, Host, target), identity, the VM's
+// token requirement, then one flavour's rendered answer.
 // Every route matches exactly one handler and the common path returns a ready Response without
 // awaiting anything, which keeps @hono/node-server on its fast path.
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
 import type { Registry as PromRegistry } from 'prom-client';
-import type { Registry, RegistryChange } from '../registry/registry.js';
+import type { Registry, RegistryChange, VmView } from '../registry/registry.js';
 import type { Ctx, Env } from './request.js';
 import { after, remoteAddress, target } from './request.js';
 import { badRequest, checkTarget, forbidden, notFound, rawOf, screen, unauthorized, type Screen } from './guards.js';
@@ -58,7 +59,7 @@ const ALLOWED = new Set(['GET', 'HEAD', 'PUT']);
 export const DEFAULT_TOKEN_HOP_LIMIT = 1;
 
 /** The VM's data needs a token, or a header a browser cannot be made to send, when it says so. */
-function tokenRefusal(tokenSecret: Buffer, s: Screen, view: Parameters<VmHandler>[1]): boolean {
+function tokenRefusal(tokenSecret: Buffer, s: Screen, view: VmView): boolean {
   if (s.token !== undefined) return !verifyToken(tokenSecret, view, s.token);
   return view.vm.requireToken === true && !s.google;
 }
