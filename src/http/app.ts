@@ -93,7 +93,7 @@ export function createMetadataApp(opts: MetadataAppOptions): MetadataApp {
     const run = (c: Ctx): Response | Promise<Response> => {
       const s = screened(c, route, o.headers);
       if (s instanceof Response) return s;
-      const t = checkTarget(target(c));
+      const t = checkTarget(target(c), o.headers);
       if (t instanceof Response) return t;
       const refused = o.pre?.(c, s);
       if (refused) return refused;

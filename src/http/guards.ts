@@ -69,14 +69,14 @@ const DOT_SEGMENT_RE = /(?:^|\/)\.\.?(?:\/|$)/;
 
 export interface Target { path: string; query: string }
 
-/** Splits and checks a raw request target; a Response when it is refused. */
-export function checkTarget(raw: string): Target | Response {
-  if (raw.length > MAX_TARGET) return plain(414, 'URI too long\n');
+/** Splits and checks a raw request target; a Response (carrying `extra`) when it is refused. */
+export function checkTarget(raw: string, extra?: Record<string, string>): Target | Response {
+  if (raw.length > MAX_TARGET) return plain(414, 'URI too long\n', extra);
   const q = raw.indexOf('?');
   const path = q < 0 ? raw : raw.slice(0, q);
   const query = q < 0 ? '' : raw.slice(q + 1);
-  if (!PATH_RE.test(path) || DOT_SEGMENT_RE.test(path)) return plain(400, 'bad request\n');
-  if (query && (query.includes('\0') || /%00/.test(query) || query.includes('#'))) return plain(400, 'bad request\n');
+  if (!PATH_RE.test(path) || DOT_SEGMENT_RE.test(path)) return plain(400, 'bad request\n', extra);
+  if (query && (query.includes('\0') || /%00/.test(query) || query.includes('#'))) return plain(400, 'bad request\n', extra);
   return { path, query };
 }
 

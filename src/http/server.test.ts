@@ -245,9 +245,22 @@ describe('guards', () => {
     expect((await curl(`${base4}/keys`, { from: '127.0.0.9', headers: { 'X-Forwarded-For': '127.0.0.1' } })).status).toBe(403);
   });
 
-  it('requires Metadata-Flavor: Google on /computeMetadata', async () => {
+  it('requires Metadata-Flavor: Google on /computeMetadata, and says Metadata-Flavor: Google on every answer there', async () => {
     const r = await curl(`${base6}/computeMetadata/v1/instance/hostname`);
     expect(r.status).toBe(403);
+    const g = { 'Metadata-Flavor': 'Google' };
+    for (const [path, method, status] of [
+      ['/computeMetadata/v1/instance/hostname', 'GET', 403], ['/computeMetadata/v1/instance/nope', 'GET', 404],
+      ['/computeMetadata/v1/instance/name?alt=xml', 'GET', 400], ['/computeMetadata/v1/instance/%2e%2e/x', 'GET', 400],
+      [`/computeMetadata/v1/${'a'.repeat(2100)}`, 'GET', 414], ['/computeMetadata/v1/', 'PUT', 405], ['/computeMetadata/', 'GET', 200],
+      ['/computeMetadata/v1beta1/', 'GET', 404], ['/', 'GET', 200],
+    ] as const) {
+      const a = await curl(`${base6}${path}`, { method, headers: status === 403 ? {} : g, pathAsIs: true });
+      expect(a.status, path).toBe(status);
+      expect(a.headers['metadata-flavor'], `${method} ${path}`).toBe('Google');
+    }
+    const unknown = await curl(`${base4}/computeMetadata/v1/`, { from: '127.0.0.9', headers: g });
+    expect([unknown.status, unknown.headers['metadata-flavor']]).toEqual([404, 'Google']);
     expect((await curl(`${base6}/computeMetadata/v1/instance/hostname`, { headers: { 'Metadata-Flavor': 'Googlish' } })).status).toBe(403);
   });
 
