@@ -63,7 +63,7 @@ describe('Authority.updateVms', () => {
     // And something is actually there (the comparison is not between two empty zones).
     expect(registry.vmCount).toBeGreaterThan(0);
     expect(auth.lookup([...registry.allVms()][0].fqdn, TYPE.AAAA)?.answer.length).toBeGreaterThan(0);
-  });
+  }, 120_000); // 400 from-scratch rebuilds: seconds alone, much longer on a loaded 2-core box
 });
 
 describe('reverse zones of a prefix off a nibble boundary', () => {
