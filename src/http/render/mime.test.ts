@@ -26,6 +26,16 @@ describe('vendorDataString', () => {
     }
   });
 
+  it('does not inflate a gzip bomb from the store past 16 MiB (it goes as the raw bytes in base64)', () => {
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024));
+    expect(bomb.length).toBeLessThan(100 * 1024);
+    const s = vendorDataString(bomb);
+    expect(s.length).toBeLessThan(bomb.length * 2);
+    expect(s).toContain('Content-Transfer-Encoding: base64');
+    const body = s.split('\n\n')[2].split('\n--')[0];
+    expect(Buffer.from(body.replace(/\n/g, ''), 'base64').equals(bomb)).toBe(true);
+  });
+
   it("cloud-init's UserDataProcessor makes the same parts of it as of the raw bytes", async () => {
     const input = CASES.map(([what, bytes]) => ({ what, raw: bytes.toString('base64'), wrapped: vendorDataString(bytes) }));
     const out = await python(`
