@@ -77,6 +77,22 @@ for (const kind of ['etcd', 'file'] as const) {
         expect(await table('lab')).toMatch(/region\s+lab \(default\)\n.*zone\s+laba \(default\)/s);
       });
 
+      it('network set replaces the placement as a whole, and changes nothing else', async () => {
+        const before = await showJson(['network', 'show', 'east']);
+        expect((await ok(['network', 'set', 'east', '--zone', 'eu-west-1c'])).stdout).toBe('network east updated: region eu-west-1, zone eu-west-1c\n');
+        expect(await showJson(['network', 'show', 'east'])).toEqual({ ...before, region: undefined, zone: 'eu-west-1c' });
+        // A region alone drops the zone of the old region.
+        await ok(['network', 'set', 'east', '--region', 'eu-north-1']);
+        expect(await showJson(['network', 'show', 'east'])).toEqual({ ...before, region: 'eu-north-1' });
+        // Neither: back to the defaults.
+        await ok(['network', 'set', 'east']);
+        expect(await showJson(['network', 'show', 'east'])).toEqual({ ...before, region: undefined });
+        await ok(['network', 'set', 'east', '--region', 'eu-west-1']);
+        expect(await showJson(['network', 'show', 'east'])).toEqual(before);
+        await refused(['network', 'set', 'east', '--region', 'eu-west-1', '--zone', 'eu-west-2a'], /zone: "eu-west-2a" must be the region "eu-west-1"/);
+        await refused(['network', 'set', 'nope', '--region', 'r'], /network "nope" does not exist/);
+      });
+
       it('refuses a zone that is not its region plus one letter, and malformed regions', async () => {
         await refused([...net('n1', 0xf1), '--region', 'eu-west-1', '--zone', 'eu-west-2a'], /zone: "eu-west-2a" must be the region "eu-west-1" followed by one letter/);
         await refused([...net('n1', 0xf1), '--zone', 'eu-west-1'], /zone: "eu-west-1" must be a region followed by one letter/);

@@ -152,6 +152,22 @@ export class StoreWriter {
     return network;
   }
 
+  /**
+   * Replaces a network's placement as a whole: what is not given takes its default (a region
+   * alone drops a stored zone of another region; model/placement.ts). Nothing else changes.
+   */
+  async setNetworkPlacement(name: string, placement: { region?: string; zone?: string }): Promise<Network> {
+    await this.layoutOps();
+    for (let i = 0; i < CAS_ATTEMPTS; i++) {
+      const { network: current, entry } = await this.getNetwork(name);
+      const { region: _r, zone: _z, ...rest } = current;
+      const next = validate(NetworkSchema, { ...rest, ...stripUndefined(placement) }, 'network');
+      const r = await this.kv.txn({ compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [{ key: entry.key, value: JSON.stringify(next) }], deletes: [] });
+      if (r.succeeded) return next;
+    }
+    throw new StoreError('conflict', `network "${name}" kept changing under us; try again`);
+  }
+
   async removeNetwork(name: string): Promise<void> {
     const { entry } = await this.getNetwork(name);
     await this.layoutOps();

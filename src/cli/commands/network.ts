@@ -63,6 +63,17 @@ export function networkCommand(): Command {
       else show(network);
     }));
 
+  withStore(cmd.command('set <name>').description("change a network's placement (what is not given takes its default)")
+    .option('--region <region>', 'region served to its VMs (default: the zone minus its last letter, else the network name)')
+    .option('--zone <zone>', 'availability zone: the region plus one letter (default: the region plus "a")')
+    .option('--json', 'print the record as JSON'))
+    .action((name: string, o: Flags & { region?: string; zone?: string }) => withWriter(o, async (writer) => {
+      const n = await writer.setNetworkPlacement(name, { region: o.region, zone: o.zone });
+      if (o.json) return printJson(n);
+      const p = placementOf(n);
+      process.stdout.write(`network ${n.name} updated: region ${p.region}, zone ${p.zone}\n`);
+    }));
+
   withStore(cmd.command('rm <name>').description('remove a network that has no VMs'))
     .action((name: string, o: Flags) => withWriter(o, async (writer) => {
       await writer.removeNetwork(name);

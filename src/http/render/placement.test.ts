@@ -3,7 +3,7 @@
 // OpenStack, NoCloud and GCE readers, and the raw answers. One network names its region; the
 // other takes the defaults (region = network name, zone = region + "a").
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { etcdTestStore } from '../../../test/support/store.js';
+import { etcdTestStore, eventually } from '../../../test/support/store.js';
 import { silentLogger } from '../../log.js';
 import { startHttpServer, type HttpServer } from '../server.js';
 import { httpGet, python } from '../testing/clients.js';
@@ -85,5 +85,17 @@ print(json.dumps({'ec2': e['placement']['availability-zone'], 'ec2region': e['pl
   it('GCE names the zone as GCE does, the native document carries both', async () => {
     expect(await get(bases[net], '/computeMetadata/v1/instance/zone', { 'Metadata-Flavor': 'Google' })).toBe(`projects/0/zones/${want.zone}`);
     expect(JSON.parse(await get(bases[net], '/instance')).placement).toEqual(want);
+  });
+});
+
+describe('a placement change', () => {
+  it('reaches every flavour without a restart', async () => {
+    await t.writer.setNetworkPlacement('plain', { zone: 'lab-2b' });
+    await eventually(async () => (await get(bases.plain, '/latest/meta-data/placement/availability-zone')) === 'lab-2b');
+    expect(await get(bases.plain, '/latest/meta-data/placement/region')).toBe('lab-2');
+    expect(JSON.parse(await get(bases.plain, '/openstack/latest/meta_data.json')).availability_zone).toBe('lab-2b');
+    expect(await get(bases.plain, '/computeMetadata/v1/instance/zone', { 'Metadata-Flavor': 'Google' })).toBe('projects/0/zones/lab-2b');
+    await t.writer.setNetworkPlacement('plain', {});
+    await eventually(async () => (await get(bases.plain, '/latest/meta-data/placement/availability-zone')) === 'plaina');
   });
 });
