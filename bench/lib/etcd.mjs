@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './proc.mjs';
 
-export async function startEtcd() {
+/** `quotaBytes`: etcd's backend quota (a million VMs need more than the default). */
+export async function startEtcd({ quotaBytes = 4 * 1024 ** 3 } = {}) {
   execFileSync('etcd', ['--version'], { stdio: 'ignore' });
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const dir = mkdtempSync(join(base, 'uncloud-bench-etcd-'));
@@ -18,7 +19,7 @@ export async function startEtcd() {
     '--listen-client-urls', `http://127.0.0.1:${client}`, '--advertise-client-urls', `http://127.0.0.1:${client}`,
     '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
     '--initial-cluster', `bench=http://127.0.0.1:${peer}`,
-    '--quota-backend-bytes', String(4 * 1024 ** 3),
+    '--quota-backend-bytes', String(quotaBytes),
     '--log-level', 'error', '--logger', 'zap',
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -34,7 +35,7 @@ export async function startEtcd() {
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
-    endpoint, pid: proc.pid,
+    endpoint, pid: proc.pid, dir,
     async stop() {
       if (proc.exitCode === null) {
         const gone = new Promise((r) => proc.once('exit', r));

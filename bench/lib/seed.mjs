@@ -39,10 +39,12 @@ export function user(i) {
   return { v: 1, name: `user${i}`, keys: [{ name: 'laptop', key: sshKey(i) }] };
 }
 
-export function vm(i, { networks, users }) {
+/** With `hosts`, VM i runs on hv<floor(i / 1000) % hosts>: each host gets a thousand VMs spread over the networks. */
+export function vm(i, { networks, users, hosts = 0 }) {
   return {
     v: 1, id: `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`, name: `vm${i}`,
     network: networkName(i % networks), owner: users ? `user${i % users}` : undefined, mac: vmMac(i), addresses: [],
+    ...(hosts ? { host: `hv${Math.floor(i / 1000) % hosts}` } : {}),
     resources: { memoryMiB: 512, cpus: 1 }, userData: `#cloud-config\nhostname: vm${i}\n`, meta: { role: 'bench', rack: `r${i % 40}` },
     sshKeys: [], requireToken: false, createdAt: '2024-01-01T00:00:00.000Z',
   };
@@ -57,7 +59,7 @@ export function probeVm(users) {
 }
 
 /** Every key/value of a cloud of `vms` VMs, `users` users, `networks` networks. */
-export function* records(keys, { vms, users, networks }) {
+export function* records(keys, { vms, users, networks, hosts = 0 }) {
   yield [keys.layout, { v: LAYOUT }];
   const nets = Array.from({ length: networks }, (_, i) => network(i));
   for (const n of nets) yield [keys.network(n.name), n];
@@ -81,7 +83,7 @@ export function* records(keys, { vms, users, networks }) {
     yield [keys.address(eui64Address(prefixes[netIndex], v.mac)), owner];
     for (const a of v.addresses) yield [keys.address(a), owner];
   };
-  for (let i = 0; i < vms; i++) yield* withClaims(vm(i, { networks, users }), i % networks);
+  for (let i = 0; i < vms; i++) yield* withClaims(vm(i, { networks, users, hosts }), i % networks);
   yield* withClaims(probeVm(users), 0);
 }
 

@@ -7,14 +7,14 @@ import { freePort, sleep, stopChild } from './proc.mjs';
 
 const main = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
-export async function startServe({ endpoint, prefix, workers = 1, readyName, upstream, timeoutMs = 120_000 }) {
+export async function startServe({ endpoint, prefix, workers = 1, readyName, upstream, networks = [], timeoutMs = 120_000 }) {
   const dns = await freePort();
   const http = await freePort();
   const admin = await freePort();
   const t0 = performance.now();
   const args = [main, 'serve', '--store', `etcd://${endpoint}`, '--prefix', prefix, '--dns', `127.0.0.1:${dns}`,
     '--http', `127.0.0.1:${http}`, '--admin', `127.0.0.1:${admin}`, '--log-level', 'error', '--workers', String(workers),
-    ...(upstream ? ['--upstream', upstream] : [])];
+    ...(upstream ? ['--upstream', upstream] : []), ...networks.flatMap((n) => ['--network', n])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (b) => (stderr = (stderr + b).slice(-4000)));
