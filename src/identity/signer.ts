@@ -22,9 +22,36 @@ export interface IdentityConfig {
 
 export interface Ec2Signatures { signature: string; pkcs7: string }
 
-/** Tokens are re-used for a while (as GCE does), which also bounds the signing work a VM can cause. */
+/** Tokens are re-used for a while (as GCE does), so asking again costs no signature. */
 const TOKEN_REUSE_SEC = 600;
 const MAX_CACHED = 10_000;
+/**
+ * New signatures a VM may cause: a burst, then one a second. The audience is the guest's to
+ * choose, so without this a guest asking for a new one each time costs a signature a request.
+ */
+export const SIGNING_BURST = 20;
+export const SIGNING_PER_SEC = 1;
+const MAX_BUDGETS = 100_000;
+
+/** A VM has used up its signing budget; it may ask again in about a second. */
+export class SigningRateLimited extends Error {
+  constructor() { super('too many new identity tokens'); }
+}
+
+/** A token bucket per VM id, counted in seconds like the tokens themselves. */
+class SigningBudget {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  take(vmId: string, now: number): boolean {
+    const b = this.buckets.get(vmId) ?? { tokens: SIGNING_BURST, at: now };
+    b.tokens = Math.min(SIGNING_BURST, b.tokens + Math.max(0, now - b.at) * SIGNING_PER_SEC);
+    b.at = now;
+    if (!this.buckets.has(vmId) && this.buckets.size >= MAX_BUDGETS) this.buckets.delete(this.buckets.keys().next().value as string);
+    this.buckets.set(vmId, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}
 
 function bounded<V>(map: Map<string, V>, key: string, value: V): V {
   if (map.size >= MAX_CACHED) map.delete(map.keys().next().value as string);
@@ -35,6 +62,7 @@ function bounded<V>(map: Map<string, V>, key: string, value: V): V {
 export class InstanceIdentity {
   private readonly tokens = new Map<string, { iat: number; token: Promise<string> }>();
   private readonly documents = new Map<string, Promise<Ec2Signatures>>();
+  private readonly budget = new SigningBudget();
 
   private constructor(
     readonly keys: KeySet,
@@ -79,11 +107,15 @@ export class InstanceIdentity {
     };
   }
 
-  /** A token for `vm` (re-used within TOKEN_REUSE_SEC for the same VM revision and request). */
+  /**
+   * A token for `vm` (re-used within TOKEN_REUSE_SEC for the same VM revision and request);
+   * rejects with SigningRateLimited when it needs a new signature past the VM's budget.
+   */
   token(vm: TokenSubject, revision: number, audience: string, full: boolean, now = Math.floor(Date.now() / 1000)): Promise<string> {
     const key = `${vm.id}\0${revision}\0${full ? 1 : 0}\0${audience}`;
     const hit = this.tokens.get(key);
     if (hit && now - hit.iat < TOKEN_REUSE_SEC) return hit.token;
+    if (!this.budget.take(vm.id, now)) return Promise.reject(new SigningRateLimited());
     const token = signIdentityToken(this.signer, identityClaims(vm, { issuer: this.issuer, audience, full, now }));
     token.catch(() => this.tokens.delete(key));
     return bounded(this.tokens, key, { iat: now, token }).token;

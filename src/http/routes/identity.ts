@@ -3,6 +3,7 @@
 import { plain } from '../render/rendered.js';
 import { notFound } from '../guards.js';
 import { checkAudience } from '../../identity/jwt.js';
+import { SigningRateLimited } from '../../identity/signer.js';
 import type { VmView } from '../../registry/registry.js';
 import type { RouteDeps, VmHandler } from './deps.js';
 import { flavourCheck, GOOGLE as FLAVOR } from './gce.js';
@@ -22,10 +23,15 @@ export function identityRoutes(d: RouteDeps): void {
     const licenses = q.get('licenses');
     if (licenses !== null && !/^(true|false)$/i.test(licenses)) return plain(400, 'licenses must be TRUE or FALSE\n', extra);
     const { vm } = view;
-    const jwt = await d.identity.token({
-      id: vm.id, name: vm.name, network: vm.network, owner: vm.owner, host: vm.host, createdAt: vm.createdAt,
-    }, view.revision, audience!, format === 'full');
-    return plain(200, jwt, { ...extra, 'content-type': 'application/text' });
+    try {
+      const jwt = await d.identity.token({
+        id: vm.id, name: vm.name, network: vm.network, owner: vm.owner, host: vm.host, createdAt: vm.createdAt,
+      }, view.revision, audience!, format === 'full');
+      return plain(200, jwt, { ...extra, 'content-type': 'application/text' });
+    } catch (err) {
+      if (err instanceof SigningRateLimited) return plain(429, 'too many new identity tokens; try again shortly\n', { ...extra, 'retry-after': '1' });
+      throw err;
+    }
   };
   d.app.get(GCE_IDENTITY_PATH, d.guarded('gce-identity', GCE_IDENTITY_PATH, token(FLAVOR), { pre: flavourCheck, headers: FLAVOR }));
   d.app.get('/identity', d.guarded('native-identity', '/identity', token({})));
