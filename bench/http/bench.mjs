@@ -94,8 +94,9 @@ for (const [name, url, headers, rounds] of targets) {
   }
   const ratio = median(ratios);
   headline ??= ratio;
+  const bytes = Buffer.byteLength(await (await fetch(url, { headers })).text());
   const mark = rounds > 1 ? (ratio >= 0.85 ? ' [>= 0.85]' : ' [BELOW 0.85]') : '';
-  console.log(`${name.padEnd(30)} rps ratio ${ratio.toFixed(3)}${mark}  cpu ratio ${median(cpuRatios).toFixed(3)}  (ours/bare rps: ${seen.join(', ')})`);
+  console.log(`${`${name} (${bytes} B)`.padEnd(36)} rps ratio ${ratio.toFixed(3)}${mark}  cpu ratio ${median(cpuRatios).toFixed(3)}  (ours/bare rps: ${seen.join(', ')})`);
 }
 console.log(`meta_data.json / bare node:http = ${headline.toFixed(3)} (target >= 0.85): ${headline >= 0.85 ? 'OK' : 'BELOW TARGET'}`);
 await meta.close();
