@@ -95,7 +95,12 @@ describe('schemas', () => {
     const ok = VmSchema.parse(vm);
     expect(ok.resources).toEqual({ memoryMiB: 512, cpus: 1 });
     expect(VmSchema.safeParse({ ...vm, mac: 'zz' }).success).toBe(false);
-    expect(VmSchema.safeParse({ ...vm, resources: { disk: 'a', kernel: 'b' } }).success).toBe(false);
+    // A disk with a direct-boot kernel is the common fast path (issue 12); what stays refused:
+    expect(VmSchema.safeParse({ ...vm, resources: { disk: 'a', kernel: 'b', diskFormat: 'raw' } }).success).toBe(true);
+    expect(VmSchema.safeParse({ ...vm, resources: { initrd: 'i' } }).success).toBe(false);
+    expect(VmSchema.safeParse({ ...vm, resources: { cmdline: 'console=ttyS0' } }).success).toBe(false);
+    expect(VmSchema.safeParse({ ...vm, resources: { kernel: 'k', diskFormat: 'qcow2' } }).success).toBe(false);
+    expect(VmSchema.safeParse({ ...vm, resources: { disk: 'a', diskFormat: 'vmdk' } }).success).toBe(false);
   });
   it('checks SSH keys against their own type', () => {
     expect(checkSshKey(ED25519)).toEqual({ key: ED25519 });
