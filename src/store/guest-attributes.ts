@@ -38,7 +38,8 @@ export async function putGuestAttribute(
       // Another VM's leftovers or an unreadable record: start over (the compare below still holds).
       if (parsed.success && parsed.data.vmId === vm.id) current = parsed.data;
     }
-    const ns = { ...(current.namespaces[namespace] ?? {}), [key]: value };
+    if (namespace === '__proto__' || key === '__proto__') return { status: 409, message: '__proto__ is no guest attribute name' };
+    const ns = { ...(Object.hasOwn(current.namespaces, namespace) ? current.namespaces[namespace] : {}), [key]: value };
     const next: GuestAttributes = { ...current, namespaces: { ...current.namespaces, [namespace]: ns } };
     const count = Object.values(next.namespaces).reduce((n, k) => n + Object.keys(k).length, 0);
     if (count > maxKeys) return { status: 409, message: `a VM holds at most ${maxKeys} guest attributes` };

@@ -88,9 +88,22 @@ describe('guest attributes', () => {
       ['bad%20ns/key', 'x', GOOGLE, 400],
       ['app/noflavour', 'x', {}, 403],
       ['app/proxied', 'x', { ...GOOGLE, 'X-Forwarded-For': '10.0.0.1' }, 403],
+      // A valid GCE name, but no plain object key: it was answered 200 and silently not stored.
+      ['__proto__/k', 'x', GOOGLE, 400],
+      ['app/__proto__', 'x', GOOGLE, 400],
     ];
     for (const [path, body, headers, status] of cases) expect([path, (await put(v6(), path, body, headers)).status]).toEqual([path, status]);
     expect(JSON.parse(cli('vm', 'attributes', 'self', '--json').stdout)).toEqual(before);
+  });
+
+  it('reads only stored names, never what every object inherits', async () => {
+    // self holds hostkeys/ssh-ed25519 from the first test; these were answered 200 with
+    // "function toString() { [native code] }", "Object" and empty listings.
+    for (const path of ['hostkeys/toString', 'hostkeys/constructor', 'hostkeys/__proto__', 'constructor', 'constructor/name', 'toString', '__proto__', 'hasOwnProperty/x']) {
+      const r = await httpGet(`${v6()}${GA}/${path}`, { headers: GOOGLE });
+      expect([path, r.status]).toEqual([path, 404]);
+    }
+    expect((await httpGet(`${v6()}${GA}/hostkeys/ssh-ed25519`, { headers: GOOGLE })).body).toBe(BLOB);
   });
 
   it('limits keys per VM and write rate per VM, without slowing another VM', async () => {

@@ -15,6 +15,11 @@ const FLAVOR = GOOGLE;
 export const GUEST_ATTRIBUTES_PATH = '/computeMetadata/v1/instance/guest-attributes';
 /** GCE's own rule for namespace and key names. */
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/** Matches NAME_RE but is no plain object key: JSON and the store's schema drop it silently. */
+const RESERVED = '__proto__';
+const validName = (name: string) => NAME_RE.test(name) && name !== RESERVED;
+/** A stored name only: never what every object inherits (toString, constructor, ...). */
+const own = <V>(o: Record<string, V>, name: string): V | undefined => (Object.hasOwn(o, name) ? o[name] : undefined);
 
 export interface GuestAttributeLimits {
   maxValueBytes: number;
@@ -92,20 +97,20 @@ export function guestAttributeRoutes(d: RouteDeps, sink: GuestAttributeSink | un
       if (recursive) return plain(200, `${JSON.stringify(attrs)}\n`, { ...FLAVOR, 'content-type': 'application/json' });
       return plain(200, Object.keys(attrs).sort().map((ns) => `${ns}/\n`).join(''), FLAVOR);
     }
-    const ns = attrs[parts[0]];
+    const ns = own(attrs, parts[0]);
     if (!ns || parts.length > 2) return plain(404, 'not found\n', FLAVOR);
     if (parts.length === 1) {
       if (recursive) return plain(200, `${JSON.stringify(ns)}\n`, { ...FLAVOR, 'content-type': 'application/json' });
       return plain(200, Object.keys(ns).sort().map((k) => `${k}\n`).join(''), FLAVOR);
     }
-    const value = ns[parts[1]];
+    const value = own(ns, parts[1]);
     return value === undefined ? plain(404, 'not found\n', FLAVOR) : plain(200, value, { ...FLAVOR, 'content-type': 'application/text' });
   };
 
   const write: VmHandler = async (c, view, path) => {
     const parts = path.split('/');
-    if (parts.length !== 2 || !NAME_RE.test(parts[0]) || !NAME_RE.test(parts[1])) {
-      return plain(400, 'guest attributes are written at NAMESPACE/KEY (each 1-64 of A-Z a-z 0-9 _ -)\n', FLAVOR);
+    if (parts.length !== 2 || !validName(parts[0]) || !validName(parts[1])) {
+      return plain(400, `guest attributes are written at NAMESPACE/KEY (each 1-64 of A-Z a-z 0-9 _ -, not ${RESERVED})\n`, FLAVOR);
     }
     // A write is more than a read: a VM that requires IMDSv2 tokens must show one here.
     if (view.vm.requireToken) {
