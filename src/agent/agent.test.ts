@@ -14,6 +14,7 @@ import { qmpCommand } from './qmp.js';
 import { bridgeMac, tapName } from './names.js';
 import { ensureQemuUser, QEMU_USER } from '../../test/support/qemu-user.js';
 import { TABLE } from './nft.js';
+import { Links, TapTaken } from './links.js';
 import { VmStateSchema, HostSchema } from '../model/schema.js';
 
 
@@ -201,6 +202,42 @@ describe('agent', () => {
     await eventually(async () => !(await ns.ip(['-j', 'link', 'show']).then((o) => o.includes(`"${old}"`))), 10_000);
     expect(await ns.exec('nft', ['list', 'table', 'bridge', TABLE])).not.toContain(old);
   }, 60_000);
+
+  it('never uses or deletes a tap it does not know: an unlabelled one under a new VM\'s name', async () => {
+    const stray = tapName('52:54:00:aa:00:12');
+    await ns.ip(['tuntap', 'add', 'dev', stray, 'mode', 'tap']);
+    await ts.writer.addVm({ name: 'clash2', network: 'lab', host: 'hv1', mac: '52:54:00:aa:00:12', resources: { memoryMiB: 64, cpus: 1 } });
+    const failed = async (name: string) => {
+      const e = await ts.store.kv.get(ts.store.keys.vmState('hv1', 'lab', name));
+      const v = e ? VmStateSchema.parse(JSON.parse(e.value)) : undefined;
+      return v?.state === 'failed' ? v : undefined;
+    };
+    expect((await eventually(() => failed('clash2'), 15_000))!.lastError).toBe(`network setup: tap ${stray} already exists and belongs to someone else (alias "")`);
+    expect(await ns.exec('nft', ['list', 'table', 'bridge', TABLE])).not.toContain(stray);
+    // Removing the VM retires it and leaves the tap as it was.
+    await ts.writer.removeVm('clash2', 'lab');
+    await eventually(() => !existsSync(join(stateDir, 'lab', 'clash2')), 15_000);
+    const link = (JSON.parse(await ns.ip(['-j', 'link', 'show', 'type', 'tun'])) as { ifname: string; ifalias?: string; master?: string }[]).find((l) => l.ifname === stray);
+    expect(link).toBeDefined();
+    expect(link?.ifalias).toBeUndefined();
+    expect(link?.master).toBeUndefined();
+  }, 60_000);
+
+  it('refuses a tap labelled for another VM: not relabelled, not attached', async () => {
+    // On one host this happens while a VM whose MAC changed still runs on its old tap and
+    // another VM got that MAC: the newcomer waits until the old owner moved off it.
+    const theirs = tapName('52:54:00:aa:00:11');
+    await ns.ip(['tuntap', 'add', 'dev', theirs, 'mode', 'tap']);
+    await ns.ip(['link', 'set', 'dev', theirs, 'alias', 'uncloud-agent:lab/web1']);
+    const links = new Links(ns.wrapper('ip'));
+    await expect(links.ensureTap(theirs, 'br-lab', 'lab/clash1', { uid, mac: 'fe:00:00:00:00:01', recorded: true, beforeCreate: () => undefined }))
+      .rejects.toThrow(new TapTaken(`tap ${theirs} already exists and belongs to lab/web1`));
+    await expect(links.removeTap(theirs, 'lab/clash1', true)).resolves.toBeUndefined();
+    const link = JSON.parse(await ns.ip(['-j', 'link', 'show', theirs]))[0];
+    expect(link).toMatchObject({ ifalias: 'uncloud-agent:lab/web1' });
+    expect(link.master).toBeUndefined();
+    await ns.ip(['link', 'del', theirs]);
+  });
 
   it('refuses to start, in one line, when agent.user does not exist', async () => {
     await expect(startAgent({ ...base, user: 'uncloud-nosuchuser' })).rejects.toThrow(/^agent\.user "uncloud-nosuchuser" does not exist on this host: create it with useradd [^\n]*$/);

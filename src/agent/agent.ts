@@ -201,10 +201,11 @@ class HostAgent {
         // The VM's directory records its tap before the tap exists: a tap created before its
         // alias label (an agent killed in between) is still known to be ours, found and removed.
         mkdirSync(m.dir, { recursive: true });
-        const recorded = recordedTap(m.dir) === m.tap;
-        if (!recorded) writeFileSync(vmFiles(m.dir).tap, m.tap);
         await this.ensureBridge(v);
-        await this.links.ensureTap(m.tap, bridgeName(v.network), v.key, { uid: this.qemuUid, mac: tapHostMac(v.vm.mac), recorded });
+        await this.links.ensureTap(m.tap, bridgeName(v.network), v.key, {
+          uid: this.qemuUid, mac: tapHostMac(v.vm.mac), recorded: recordedTap(m.dir) === m.tap,
+          beforeCreate: () => writeFileSync(vmFiles(m.dir).tap, m.tap),
+        });
         ready.push(v);
       } catch (err) {
         await this.lifecycle.fail(m, `network setup: ${(err as Error).message}`);

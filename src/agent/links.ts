@@ -22,6 +22,8 @@ export interface TapOptions {
    * is one the agent made and was killed before labelling.
    */
   recorded: boolean;
+  /** Runs just before the agent creates the tap: records it in the VM's directory. */
+  beforeCreate(): void;
 }
 
 export class Links {
@@ -78,6 +80,7 @@ export class Links {
       throw new TapTaken(`tap ${tap} already exists and belongs to ${link.ifalias?.startsWith(TAP_ALIAS_PREFIX) ? link.ifalias.slice(TAP_ALIAS_PREFIX.length) : `someone else (alias ${JSON.stringify(link.ifalias ?? '')})`}`);
     }
     if (!link) {
+      o.beforeCreate();
       await this.ipRun(['tuntap', 'add', 'dev', tap, 'mode', 'tap', 'user', String(o.uid)]);
       link = await this.show(tap);
     }
@@ -88,18 +91,21 @@ export class Links {
   }
 
   /** Cuts a VM off the network at once (its qemu may take a while to power down). */
-  async setDown(tap: string, owner: string): Promise<void> {
-    if (await this.ours(tap, owner)) await this.ipRun(['link', 'set', 'dev', tap, 'down']);
+  async setDown(tap: string, owner: string, recorded: boolean): Promise<void> {
+    if (await this.ours(tap, owner, recorded)) await this.ipRun(['link', 'set', 'dev', tap, 'down']);
   }
 
-  /** Deletes the tap if it is `owner`'s (labelled so, or unlabelled: made by a killed agent). */
-  async removeTap(tap: string, owner: string): Promise<void> {
-    if (await this.ours(tap, owner)) await this.ipRun(['link', 'del', 'dev', tap]);
+  /**
+   * Deletes the tap if it is `owner`'s: labelled so, or unlabelled and `recorded` (the VM's
+   * directory says the agent created it, and was killed before labelling it).
+   */
+  async removeTap(tap: string, owner: string, recorded: boolean): Promise<void> {
+    if (await this.ours(tap, owner, recorded)) await this.ipRun(['link', 'del', 'dev', tap]);
   }
 
-  private async ours(tap: string, owner: string): Promise<boolean> {
+  private async ours(tap: string, owner: string, recorded: boolean): Promise<boolean> {
     const link = await this.show(tap);
-    return !!link && (link.ifalias === undefined || link.ifalias === `${TAP_ALIAS_PREFIX}${owner}`);
+    return !!link && ((link.ifalias === undefined && recorded) || link.ifalias === `${TAP_ALIAS_PREFIX}${owner}`);
   }
 
   /** The agent's taps: name -> owner ("<network>/<name>"). */

@@ -67,7 +67,7 @@ export class Retirer {
     for (const [key, d] of doomed) {
       if (this.stopping.has(key)) continue;
       started.push(key);
-      if (d.tap) await this.opts.links.setDown(d.tap, key).catch(() => undefined);
+      if (d.tap) await this.opts.links.setDown(d.tap, key, recordedTap(d.dir) === d.tap).catch(() => undefined);
       this.stopping.set(key, this.stopInBackground(key, d));
     }
     return started;
@@ -89,10 +89,10 @@ export class Retirer {
         const spec = readSpec(w.dir);
         const inUse = spec !== undefined && (JSON.parse(spec) as { tap?: string }).tap === tap;
         if (inUse) {
-          await links.setDown(tap, key);
+          await links.setDown(tap, key, false);
           waiting = true;
         } else {
-          await links.removeTap(tap, key);
+          await links.removeTap(tap, key, false);
           log.info({ vm: key, tap, now: w.tap }, 'removed the VM\'s old tap');
         }
       } catch (err) {
@@ -106,7 +106,7 @@ export class Retirer {
     const { links, states, log } = this.opts;
     try {
       const how = await stopQemu(d.dir, key, this.opts.stopTimeoutMs);
-      if (d.tap) await links.removeTap(d.tap, key);
+      if (d.tap) await links.removeTap(d.tap, key, recordedTap(d.dir) === d.tap);
       await states.clear(d.network, d.name);
       retireDir(this.opts.stateDir, d.dir, d.network, d.name);
       log.info({ vm: key, how }, 'VM stopped and removed from this host');
