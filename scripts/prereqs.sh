@@ -27,6 +27,7 @@ NEEDS=(
   "../lib/python3/dist-packages/botocore python3-botocore"  # no command: the -x test below finds its directory
   "tcpdump tcpdump"
   "../lib/python3/dist-packages/google/auth python3-google-auth"  # no command: as botocore above
+  "qemu-img qemu-utils"
 )
 missing=()
 for pair in "${NEEDS[@]}"; do
