@@ -62,6 +62,7 @@ export class Keys {
   /** What an appliance of `network` writes: its VMs' guest attributes, and nothing else. */
   guestAttributesOf(network: string): string { return `${this.prefix}/vms/${network}/${ATTRIBUTES_DIR}/`; }
   owned(user: string, network: string, name: string): string { return `${this.prefix}/owned/${user}/${network}/${name}`; }
+  get ownership(): string { return `${this.prefix}/owned/`; }
   ownedBy(user: string, network?: string): string { return `${this.prefix}/owned/${user}/${network ? `${network}/` : ''}`; }
   mac(mac: string): string { return `${this.prefix}/macs/${mac}`; }
   address(addr: string): string { return `${this.prefix}/addresses/${addr}`; }

@@ -152,6 +152,29 @@ describe('store migrate on etcd, stopped midway and run again', () => {
     }
   });
 
+  it('a VM changed while the run is under way is migrated from its new record', async () => {
+    const prefix = uniquePrefix();
+    await load(prefix);
+    const s = openStore(`etcd://${etcdEndpoint()}`, { prefix });
+    try {
+      // A VM of a later batch moves to another host (a writer of the old version) after the first batch.
+      const lab = (await s.kv.range(s.keys.vmsOf('lab'))).entries;
+      const late = lab[lab.length - 1];
+      const moved: Record<string, unknown> = { ...(JSON.parse(late.value) as Record<string, unknown>), host: 'hv9' };
+      let batches = 0;
+      await migrateStore(s.kv, s.keys, {
+        onBatch: () => {
+          if (++batches === 1) void s.kv.txn({ compares: [], deletes: [], puts: [{ key: late.key, value: JSON.stringify(moved) }] });
+        },
+      });
+      const name = moved.name as string;
+      expect(JSON.parse((await s.kv.get(s.keys.launch('hv9', 'lab', name)))!.value)).toMatchObject({ name, host: 'hv9' });
+      expect(await ownerCopiesConsistent(s.kv, s.keys)).toEqual([]);
+    } finally {
+      await s.kv.close();
+    }
+  });
+
   it('refuses a store from a newer layout', async () => {
     const t = etcdTestStore();
     await t.store.kv.txn({ compares: [], deletes: [], puts: [{ key: t.store.keys.layout, value: '{"v":3}' }] });

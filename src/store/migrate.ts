@@ -43,11 +43,34 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
   const networks = (await kv.range(keys.network(''))).entries.map((e) => keys.parse(e.key)?.parts[0]).filter((n): n is string => !!n);
   report.networks = networks.length;
 
+  // What layout 2 adds, read once in bulk (a store of a million VMs is not read key by key): the
+  // first attempt of each batch plans from these; a retry re-reads its keys one by one.
+  const known = new Map<string, string>();
+  const users = new Map<string, KvEntry>();
+  for (const e of (await kv.range(keys.user(''))).entries) users.set(e.key, e);
+  for (const e of (await kv.range(keys.ownership)).entries) known.set(e.key, e.value);
+  for (const e of (await kv.range(keys.hosts)).entries) if (keys.parse(e.key)?.kind === 'launch') known.set(e.key, e.value);
+  const snapshot: Reader = {
+    vm: async (e) => e,
+    user: async (key) => users.get(key),
+    value: async (key) => known.get(key),
+  };
+  const live: Reader = {
+    vm: (e) => kv.get(e.key),
+    user: (key) => kv.get(key),
+    value: async (key) => (await kv.get(key))?.value,
+  };
+
   for (const network of networks) {
-    const vms = (await kv.range(keys.vmsOf(network))).entries.filter((e) => keys.parse(e.key)?.kind === 'vm');
+    const entries = (await kv.range(keys.vmsOf(network))).entries;
+    for (const e of entries) if (keys.parse(e.key)?.kind === 'owner') known.set(e.key, e.value);
+    const vms = entries.filter((e) => keys.parse(e.key)?.kind === 'vm');
     for (let i = 0; i < vms.length;) {
       const chunk = vms.slice(i, i + Math.floor(TXN_OPS / 4));
-      await commitWithRetry(kv, () => planVms(kv, keys, chunk, report), (written) => { report.written += written; });
+      await commitWithRetry(kv, (attempt) => planVms(attempt === 0 ? snapshot : live, keys, chunk, report), (batch) => {
+        report.written += batch.puts.length + batch.deletes.length;
+        for (const p of batch.puts) known.set(p.key, p.value);
+      });
       i += chunk.length;
       report.vms += chunk.length;
       opts.onBatch?.({ vms: report.vms, written: report.written });
@@ -94,14 +117,20 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
   return report;
 }
 
+/** Where a plan reads: the bulk snapshot (first attempt) or the store itself (a retry must see what made the last attempt fail). */
+interface Reader {
+  vm(read: KvEntry): Promise<KvEntry | undefined>;
+  user(key: string): Promise<KvEntry | undefined>;
+  value(key: string): Promise<string | undefined>;
+}
+
 /** What these VMs lack in layout 2, guarded by the revisions it was read at. */
-async function planVms(kv: Kv, keys: Keys, entries: KvEntry[], report: MigrateReport): Promise<Batch> {
+async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: MigrateReport): Promise<Batch> {
   const batch: Batch = { compares: [], puts: [], deletes: [] };
   const users = new Map<string, KvEntry | undefined>();
   const want = new Map<string, string>();
   for (const stale of entries) {
-    // Re-read: a retry must see what made the last attempt fail.
-    const e = await kv.get(stale.key);
+    const e = await read.vm(stale);
     if (!e) continue;
     const parsed = VmSchema.safeParse(safeJson(e.value));
     if (!parsed.success) {
@@ -111,7 +140,7 @@ async function planVms(kv: Kv, keys: Keys, entries: KvEntry[], report: MigrateRe
     const vm = parsed.data;
     batch.compares.push({ key: e.key, modRevision: e.modRevision });
     if (vm.owner) {
-      if (!users.has(vm.owner)) users.set(vm.owner, await kv.get(keys.user(vm.owner)));
+      if (!users.has(vm.owner)) users.set(vm.owner, await read.user(keys.user(vm.owner)));
       const user = users.get(vm.owner);
       const decoded = user && UserSchema.safeParse(safeJson(user.value));
       want.set(keys.owned(vm.owner, vm.network, vm.name), '');
@@ -121,20 +150,17 @@ async function planVms(kv: Kv, keys: Keys, entries: KvEntry[], report: MigrateRe
     if (vm.host) want.set(keys.launch(vm.host, vm.network, vm.name), launchSpec(vm));
   }
   for (const [name, user] of users) batch.compares.push({ key: keys.user(name), modRevision: user?.modRevision ?? 0 });
-  for (const [key, value] of want) {
-    const have = await kv.get(key);
-    if (have?.value !== value) batch.puts.push({ key, value });
-  }
+  for (const [key, value] of want) if ((await read.value(key)) !== value) batch.puts.push({ key, value });
   return batch;
 }
 
-async function commitWithRetry(kv: Kv, plan: () => Promise<Batch>, wrote: (n: number) => void): Promise<void> {
+async function commitWithRetry(kv: Kv, plan: (attempt: number) => Promise<Batch>, wrote: (batch: Batch) => void): Promise<void> {
   for (let i = 0; i < ATTEMPTS; i++) {
-    const batch = await plan();
+    const batch = await plan(i);
     if (!batch.puts.length && !batch.deletes.length) return;
     const r = await kv.txn(batch);
     if (r.succeeded) {
-      wrote(batch.puts.length + batch.deletes.length);
+      wrote(batch);
       return;
     }
   }
