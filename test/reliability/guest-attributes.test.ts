@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type OpenedStore } from '../../src/store/open.js';
 import { StoreWriter } from '../../src/store/writer.js';
-import { putGuestAttribute, readGuestAttributes } from '../../src/store/guest-attributes.js';
+import { MAX_RECORD_BYTES, putGuestAttribute, readGuestAttributes } from '../../src/store/guest-attributes.js';
 import { BIN } from '../support/daemon.js';
 import { ED25519 } from '../support/store.js';
 import { httpGet, OwnEtcd, startDaemon, type Daemon } from './support.js';
@@ -129,6 +129,23 @@ describe('guest attributes', () => {
     const again = await writer.addVm({ name: 'capped', network: 'ga' });
     expect(await readGuestAttributes(store.kv, store.keys, again)).toEqual({});
     expect(await putGuestAttribute(store.kv, store.keys, vm, 'a', 'one', 'stale', 2)).toEqual({ status: 404, message: 'no such VM' });
+  });
+
+  it("bounds a VM's whole record, so no write re-stores more than 64 KiB; the same value again stores nothing", async () => {
+    // Every write stores the whole record again and etcd keeps each version until compacted:
+    // 64 keys of 4 KiB made each write 256 KiB (one guest filled an 8 MiB quota in 90 s).
+    const vm = await writer.addVm({ name: 'heavy', network: 'ga' });
+    const results = [];
+    for (let i = 0; i < 20; i++) results.push(await putGuestAttribute(store.kv, store.keys, vm, 'fill', `k${i}`, 'x'.repeat(4096), 64));
+    const stored = results.filter((r) => r === undefined).length;
+    expect(stored).toBeGreaterThanOrEqual(14);
+    expect(results.slice(stored)).toEqual(Array(20 - stored).fill({ status: 413, message: `a VM's guest attributes are at most ${MAX_RECORD_BYTES} bytes in all` }));
+    const key = store.keys.guestAttributes('ga', 'heavy');
+    const before = await store.kv.get(key);
+    expect(Buffer.byteLength(before!.value)).toBeLessThanOrEqual(MAX_RECORD_BYTES);
+    expect(await putGuestAttribute(store.kv, store.keys, vm, 'fill', 'k0', 'x'.repeat(4096), 64)).toBeUndefined();
+    expect((await store.kv.get(key))!.modRevision).toBe(before!.modRevision);
+    await writer.removeVm('heavy');
   });
 
   it('asks a VM that requires tokens for one on writes', async () => {
