@@ -18,9 +18,13 @@ let setsockopt: SetSockOpt | undefined;
 /** Loads the libc binding once; throws (at start-up) on a platform where it cannot. */
 export function loadHopLimit(): void {
   if (setsockopt) return;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-  const libc = koffi.load('libc.so.6');
-  setsockopt = libc.func('int setsockopt(int fd, int level, int name, const int *value, uint32_t len)') as SetSockOpt;
+  try {
+    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+    const libc = koffi.load('libc.so.6');
+    setsockopt = libc.func('int setsockopt(int fd, int level, int name, const int *value, uint32_t len)') as SetSockOpt;
+  } catch (err) {
+    throw new Error(`cannot reach libc's setsockopt through koffi, needed to hop-limit IMDSv2 tokens: ${(err as Error).message.split('\n')[0]}`);
+  }
 }
 
 /**
