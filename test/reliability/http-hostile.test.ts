@@ -171,4 +171,36 @@ describe('metadata HTTP under a hostile guest', () => {
     expect(count(200)).toBeLessThanOrEqual(16);
     figure('http-longpoll-flood', { polls: N, answered200OnChange: count(200), refused429: count(429), wokenWithinMs: Date.now() - t0 });
   }, 90_000);
+  it('spoof flood: proxy headers, foreign Hosts and unknown sources are all refused and counted, the log stays bounded', async () => {
+    const before = d.run.output().split('\n').filter((l) => l.includes('refused spoofed metadata request')).length;
+    const N = 600;
+    const started = Date.now();
+    const kinds = [
+      { headers: { 'X-Forwarded-For': '127.0.0.1' }, status: 403 },
+      { headers: { Via: '1.1 proxy' }, status: 403 },
+      { headers: { Host: 'attacker.example' }, status: 400 },
+      { headers: {}, from: '127.0.0.9', status: 404 },
+    ];
+    const statuses: number[] = [];
+    for (let i = 0; i < N; i += 20) {
+      const batch = await Promise.all(Array.from({ length: 20 }, (_, j) => {
+        const k = kinds[(i + j) % kinds.length];
+        return httpGet(`http://127.0.0.1:${d.httpPort}/openstack/latest/user_data`, { headers: k.headers, localAddress: k.from })
+          .then((r) => (r.status === k.status ? 0 : r.status));
+      }));
+      statuses.push(...batch);
+    }
+    expect(statuses.filter((s) => s !== 0)).toEqual([]);
+    expect(await real()).toBe(true);
+    const lines = d.run.output().split('\n').filter((l) => l.includes('refused spoofed metadata request'));
+    const windows = Math.ceil((Date.now() - started) / 10_000) + 1;
+    // At most 10 per reason (three reasons) per 10 s window, however many arrive.
+    expect(lines.length - before).toBeLessThanOrEqual(windows * 10 * 3);
+    expect(lines.length - before).toBeGreaterThan(0);
+    for (const l of lines) expect(l).not.toContain('#cloud-config');
+    const metrics = (await httpGet(`http://[::1]:${d.adminPort}/metrics`)).body;
+    const refused = [...metrics.matchAll(/uncloud_metadata_http_refused_spoofs_total\{reason="[^"]+"\} (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(refused).toBeGreaterThanOrEqual(N);
+    figure('http-spoof-flood', { requests: N, refused: refused, logLines: lines.length - before, ms: Date.now() - started });
+  }, 90_000);
 });
