@@ -175,7 +175,7 @@ describe('metadata HTTP under a hostile guest', () => {
     const before = d.run.output().split('\n').filter((l) => l.includes('refused spoofed metadata request')).length;
     const N = 600;
     const started = Date.now();
-    const kinds = [
+    const kinds: { headers: Record<string, string>; from?: string; status: number }[] = [
       { headers: { 'X-Forwarded-For': '127.0.0.1' }, status: 403 },
       { headers: { Via: '1.1 proxy' }, status: 403 },
       { headers: { Host: 'attacker.example' }, status: 400 },
