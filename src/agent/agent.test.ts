@@ -65,8 +65,12 @@ describe('agent', () => {
 
   afterAll(async () => {
     await agent?.stop();
-    const pid = readPid(join(stateDir, 'lab', 'web1'));
-    if (pid && isOurQemu(pid, key)) process.kill(pid, 'SIGKILL');
+    // Every qemu this test's agent started (found by its state dir), also after a failed test.
+    for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+      try {
+        if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(`${stateDir}/`)) process.kill(Number(d), 'SIGKILL');
+      } catch { /* gone */ }
+    }
     await ns?.delete();
     await ts?.close();
     rmSync(stateDir, { recursive: true, force: true });
