@@ -10,7 +10,7 @@ import { LAYOUT, type Keys } from './keys.js';
 import { claims as vmClaims, derivedRecords, type Put } from './derived.js';
 import { StoreError, exists, inUse, invalid, notFound } from './errors.js';
 import {
-  HostSchema, NetworkSchema, metadataAddresses, UserSchema, VmSchema, VmStateSchema, describeIssues,
+  HostSchema, NetworkSchema, PREFIX6_64_MESSAGE, isSlaac64, metadataAddresses, UserSchema, VmSchema, VmStateSchema, describeIssues,
   type Host, type Network, type User, type Vm, type VmState,
 } from '../model/schema.js';
 import { namesNest, parseAddress, parsePrefix, prefixContains, reverseZones } from '../model/ip.js';
@@ -114,6 +114,7 @@ export class StoreWriter {
 
   async addNetwork(input: Omit<z.input<typeof NetworkSchema>, 'v'>): Promise<Network> {
     const network = validate(NetworkSchema, { v: 1, ...input }, 'network');
+    if (!isSlaac64(network)) throw invalid(`${PREFIX6_64_MESSAGE}, not ${network.prefix6}`);
     const others = await this.listNetworks();
     for (const o of others) {
       if (o.name === network.name) throw exists(`network "${network.name}" already exists`);
