@@ -6,11 +6,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { OpenedStore } from '../store/open.js';
 import { Registry, type VmView } from '../registry/registry.js';
-import { parsePrefix } from '../model/ip.js';
-import { eui64Address } from '../model/eui64.js';
 import { bridgeMac, bridgeName, tapHostMac, tapName, vmDir } from './names.js';
 import { Links } from './links.js';
-import { applyRuleset, renderRuleset, type TapPolicy } from './nft.js';
+import { applyRuleset } from './nft.js';
+import { HostRules } from './policy.js';
 import { probeAccel, vmFiles, type Accel, type QemuSpec } from './qemu.js';
 import { resolveImageDirs } from './images.js';
 import { lookupUser } from './user.js';
@@ -100,6 +99,7 @@ class HostAgent {
   private appliedRules?: string;
   /** Bridges already warned about (no fixed MAC), once each. */
   private readonly floatingWarned = new Set<string>();
+  private readonly rules: HostRules;
   private running?: Promise<void>;
   private again = false;
   private stopped = false;
@@ -118,6 +118,7 @@ class HostAgent {
       new Gauge({ name: 'uncloud_metadata_agent_vms', help: 'VMs this agent manages', registers: [opts.metrics], collect() { this.set(managed.size); } });
     }
     this.links = new Links(opts.ip, opts.cat);
+    this.rules = new HostRules(opts.log);
     this.heartbeat = new Heartbeat({
       kv: opts.store.kv, keys: opts.store.keys, host: opts.host, version: packageVersion(),
       ttlSeconds: opts.heartbeatTtlSeconds, log: opts.log,
@@ -213,7 +214,7 @@ class HostAgent {
     }
 
     // 3. Rules before any VM starts: a VM never runs unprotected.
-    const rules = renderRuleset(ready.map((v) => this.policy(v)));
+    const rules = this.rules.render(ready.map((v) => ({ view: v, tap: this.managed.get(v.key)!.tap })), this.registry.networks());
     if (rules !== this.appliedRules) {
       try {
         await applyRuleset(rules, this.opts.nft);
@@ -263,22 +264,6 @@ class HostAgent {
     }
     m.tap = tapName(v.vm.mac); // a changed MAC means a new tap (the old one is retired)
     return m;
-  }
-
-  private policy(v: VmView): TapPolicy {
-    const foreign6 = [v.network.metadata6];
-    for (const other of this.registry.allVms()) {
-      if (other.key !== v.key && other.vm.network === v.vm.network) foreign6.push(...other.addresses6);
-    }
-    return {
-      tap: tapName(v.vm.mac),
-      mac: v.vm.mac,
-      linkLocal: eui64Address(parsePrefix('fe80::/64', 6)!, v.vm.mac),
-      own6: v.addresses6,
-      own4: v.addresses4,
-      prefix6: v.network.prefix6,
-      foreign6,
-    };
   }
 
   private spec(v: VmView, m: Managed): QemuSpec {
