@@ -169,6 +169,19 @@ export class StoreWriter {
     throw new StoreError('conflict', `network "${name}" kept changing under us; try again`);
   }
 
+  /** Replaces where the hosts may route the network's guests (empty: nowhere). */
+  async setNetworkForwarding(name: string, forwardTo: string[]): Promise<Network> {
+    await this.layoutOps();
+    for (let i = 0; i < CAS_ATTEMPTS; i++) {
+      const { network: current, entry } = await this.getNetwork(name);
+      const { forwardTo: _f, ...rest } = current;
+      const next = validate(NetworkSchema, forwardTo.length ? { ...rest, forwardTo: [...new Set(forwardTo)] } : rest, 'network');
+      const r = await this.kv.txn({ compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [{ key: entry.key, value: JSON.stringify(next) }], deletes: [] });
+      if (r.succeeded) return next;
+    }
+    throw new StoreError('conflict', `network "${name}" kept changing under us; try again`);
+  }
+
   async removeNetwork(name: string): Promise<void> {
     const { entry } = await this.getNetwork(name);
     await this.layoutOps();

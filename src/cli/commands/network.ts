@@ -5,6 +5,7 @@ import { withWriter, type StoreFlags } from '../store.js';
 import { printJson, printTable } from '../print.js';
 import type { Network } from '../../model/schema.js';
 import { placementOf } from '../../model/placement.js';
+import { invalid } from '../../store/errors.js';
 
 type Flags = StoreFlags & { json?: boolean };
 
@@ -64,11 +65,21 @@ export function networkCommand(): Command {
       else show(network);
     }));
 
-  withStore(cmd.command('set <name>').description("change a network's placement (what is not given takes its default)")
+  withStore(cmd.command('set <name>').description("change a network's placement (what is not given takes its default), or where its guests are routed")
     .option('--region <region>', 'region served to its VMs (default: the zone minus its last letter, else the network name)')
     .option('--zone <zone>', 'availability zone: the region plus one letter (default: the region plus "a")')
+    .option('--forward-to <network>', 'let hosts route its guests to this network, or "*" for anywhere (repeatable; replaces the list)', collect)
+    .option('--no-forward', 'route its guests nowhere beyond their network')
     .option('--json', 'print the record as JSON'))
-    .action((name: string, o: Flags & { region?: string; zone?: string }) => withWriter(o, async (writer) => {
+    .action((name: string, o: Flags & { region?: string; zone?: string; forwardTo?: string[]; forward: boolean }) => withWriter(o, async (writer) => {
+      if (o.forwardTo !== undefined || !o.forward) {
+        if (o.region !== undefined || o.zone !== undefined) throw invalid('give --forward-to/--no-forward or --region/--zone, not both');
+        if (o.forwardTo !== undefined && !o.forward) throw invalid('give --forward-to or --no-forward, not both');
+        const n = await writer.setNetworkForwarding(name, o.forwardTo ?? []);
+        if (o.json) return printJson(n);
+        process.stdout.write(`network ${n.name} updated: forward to ${(n.forwardTo ?? []).join(' ') || '(nowhere)'}\n`);
+        return;
+      }
       const n = await writer.setNetworkPlacement(name, { region: o.region, zone: o.zone });
       if (o.json) return printJson(n);
       const p = placementOf(n);
