@@ -71,12 +71,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const qemu = opts.qemu ?? 'qemu-system-x86_64';
   const accel = opts.accel ?? await probeAccel(qemu);
   opts.log.info({ host: opts.host, accel, user: opts.user, imageDirs }, 'agent starting');
-  const registry = new Registry({ prefix: opts.store.keys.prefix, log: opts.log });
+  // Only what this host needs (store/keys.ts agentRanges): its VMs come from their launch specs.
+  const registry = new Registry({ prefix: opts.store.keys.prefix, vmsFrom: 'launch', log: opts.log });
   const agent = new HostAgent(opts, registry, qemu, accel, qemuUser.uid, imageDirs);
   registry.on('change', () => agent.schedule());
-  // Every network and VM (their addresses make the nft rules), and this host's own reports.
-  const { keys } = opts.store;
-  const source = opts.store.source(opts.log, [...keys.applianceRanges(), { key: keys.statesOf(opts.host), prefix: true }]);
+  const source = opts.store.source(opts.log, opts.store.keys.agentRanges(opts.host));
   await source.start(registry);
   await agent.start();
   return {
