@@ -23,6 +23,12 @@ NEEDS=(
   "rdisc6 ndisc6"
   "curl curl"
   "cloud-init cloud-init"
+  "mmdebstrap mmdebstrap"
+  "qemu-img qemu-utils"
+  "mke2fs e2fsprogs"
+  "sfdisk fdisk"
+  "grub-mkimage grub-pc-bin"
+  "ssh openssh-client"
   "knotd knot"
   "../lib/python3/dist-packages/botocore python3-botocore"  # no command: the -x test below finds its directory
   "tcpdump tcpdump"
