@@ -54,7 +54,9 @@ export async function startAdmin(opts: AdminOptions): Promise<{ close(): Promise
         return;
       }
       handler(new URL(req.url ?? '/', 'http://admin').pathname).then(
-        (r) => res.writeHead(r.status, { 'content-type': r.type }).end(req.method === 'HEAD' ? undefined : r.body),
+        // No keep-alive: probes and scrapes come seconds apart, and a client reusing a connection
+        // the server is just timing out gets "other side closed" (seen with fetch under load).
+        (r) => res.writeHead(r.status, { 'content-type': r.type, connection: 'close' }).end(req.method === 'HEAD' ? undefined : r.body),
         () => res.writeHead(500).end(),
       );
     });
