@@ -5,6 +5,7 @@
 #
 #   deploy/etcd-roles.sh operator NAME                 read-write on the whole prefix
 #   deploy/etcd-roles.sh appliance NAME NETWORK...     read these networks; write only their VMs' guest attributes
+#   deploy/etcd-roles.sh agent HOST                    read its host's range, write its reports
 #   deploy/etcd-roles.sh enable-auth                   creates root (CN root) and turns auth on
 #
 # Run with etcdctl's connection in the environment (ETCDCTL_ENDPOINTS, ETCDCTL_CACERT,
@@ -57,6 +58,22 @@ case "${1:-}" in
       write_prefix "$r" "$P/vms/$net/.attributes/"
       ctl user grant-role "$name" "$r"
     done
+    ;;
+  agent)
+    [ $# -eq 2 ] || { echo "usage: $0 agent HOST" >&2; exit 2; }
+    label "$2"
+    h="$2"
+    r="uncloud-host-$h"
+    role "$r"
+    # Network records (bridges, metadata addresses, forwarding), its launch specs (VMs without
+    # user-data), its heartbeat and its reports. Not vms/ (user-data), not other hosts.
+    read_key "$r" "$P/layout"
+    read_prefix "$r" "$P/networks/"
+    read_prefix "$r" "$P/hosts/$h/vms/"
+    write_key "$r" "$P/hosts/$h"
+    write_prefix "$r" "$P/hosts/$h/state/"
+    user "$h"
+    ctl user grant-role "$h" "$r"
     ;;
   enable-auth)
     user root

@@ -65,8 +65,12 @@ describe('agent', () => {
 
   afterAll(async () => {
     await agent?.stop();
-    const pid = readPid(join(stateDir, 'lab', 'web1'));
-    if (pid && isOurQemu(pid, key)) process.kill(pid, 'SIGKILL');
+    // Every qemu this test's agent started (found by its state dir), also after a failed test.
+    for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+      try {
+        if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(`${stateDir}/`)) process.kill(Number(d), 'SIGKILL');
+      } catch { /* gone */ }
+    }
     await ns?.delete();
     await ts?.close();
     rmSync(stateDir, { recursive: true, force: true });
@@ -110,8 +114,13 @@ describe('agent', () => {
     const rules = await ns.exec('nft', ['list', 'table', 'bridge', TABLE]);
     expect(rules).toContain(`iifname "${tap}"`);
     expect(rules).toContain('ether saddr != 52:54:00:aa:00:01');
-    expect(rules).toMatch(/ip6 saddr \{?[^\n]*fd00:7::53/); // the metadata address is never a VM's source
-    expect(rules).toContain('fd00:7::5054:ff:feaa:2'); // nor is db1's
+    // The allow list of its sources holds its own address, never the metadata address or db1's.
+    const sources = rules.split('\n').find((l) => l.includes('ip6 saddr != {'))!;
+    expect(sources).toContain('fd00:7::5054:ff:feaa:1');
+    expect(sources).not.toContain('fd00:7::53');
+    expect(sources).not.toContain('fd00:7::5054:ff:feaa:2');
+    // From guests, the host takes only DNS and HTTP on the network's metadata address.
+    expect(await ns.exec('nft', ['list', 'chain', 'inet', TABLE, 'input'])).toContain('iifname "br-lab" ip6 daddr { fd00:7::53, fe80::/64 } tcp dport { 53, 80 } accept');
 
     expect(await qmpCommand(vmFiles(join(stateDir, 'lab', 'web1')).qmp, 'query-status')).toMatchObject({ running: true });
     const host = await ts.store.kv.get(ts.store.keys.host('hv1'));

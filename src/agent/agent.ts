@@ -6,11 +6,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { OpenedStore } from '../store/open.js';
 import { Registry, type VmView } from '../registry/registry.js';
-import { parsePrefix } from '../model/ip.js';
-import { eui64Address } from '../model/eui64.js';
 import { bridgeMac, bridgeName, tapHostMac, tapName, vmDir } from './names.js';
 import { Links } from './links.js';
-import { applyRuleset, renderRuleset, type TapPolicy } from './nft.js';
+import { applyRuleset } from './nft.js';
+import { HostRules } from './policy.js';
 import { probeAccel, vmFiles, type Accel, type QemuSpec } from './qemu.js';
 import { resolveImageDirs } from './images.js';
 import { lookupUser } from './user.js';
@@ -72,12 +71,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const qemu = opts.qemu ?? 'qemu-system-x86_64';
   const accel = opts.accel ?? await probeAccel(qemu);
   opts.log.info({ host: opts.host, accel, user: opts.user, imageDirs }, 'agent starting');
-  const registry = new Registry({ prefix: opts.store.keys.prefix, log: opts.log });
+  // Only what this host needs (store/keys.ts agentRanges): its VMs come from their launch specs.
+  const registry = new Registry({ prefix: opts.store.keys.prefix, vmsFrom: 'launch', log: opts.log });
   const agent = new HostAgent(opts, registry, qemu, accel, qemuUser.uid, imageDirs);
   registry.on('change', () => agent.schedule());
-  // Every network and VM (their addresses make the nft rules), and this host's own reports.
-  const { keys } = opts.store;
-  const source = opts.store.source(opts.log, [...keys.applianceRanges(), { key: keys.statesOf(opts.host), prefix: true }]);
+  const source = opts.store.source(opts.log, opts.store.keys.agentRanges(opts.host));
   await source.start(registry);
   await agent.start();
   return {
@@ -100,6 +98,7 @@ class HostAgent {
   private appliedRules?: string;
   /** Bridges already warned about (no fixed MAC), once each. */
   private readonly floatingWarned = new Set<string>();
+  private readonly rules: HostRules;
   private running?: Promise<void>;
   private again = false;
   private stopped = false;
@@ -118,6 +117,7 @@ class HostAgent {
       new Gauge({ name: 'uncloud_metadata_agent_vms', help: 'VMs this agent manages', registers: [opts.metrics], collect() { this.set(managed.size); } });
     }
     this.links = new Links(opts.ip, opts.cat);
+    this.rules = new HostRules(opts.log);
     this.heartbeat = new Heartbeat({
       kv: opts.store.kv, keys: opts.store.keys, host: opts.host, version: packageVersion(),
       ttlSeconds: opts.heartbeatTtlSeconds, log: opts.log,
@@ -213,7 +213,7 @@ class HostAgent {
     }
 
     // 3. Rules before any VM starts: a VM never runs unprotected.
-    const rules = renderRuleset(ready.map((v) => this.policy(v)));
+    const rules = this.rules.render(ready.map((v) => ({ view: v, tap: this.managed.get(v.key)!.tap })), this.registry.networks());
     if (rules !== this.appliedRules) {
       try {
         await applyRuleset(rules, this.opts.nft);
@@ -263,22 +263,6 @@ class HostAgent {
     }
     m.tap = tapName(v.vm.mac); // a changed MAC means a new tap (the old one is retired)
     return m;
-  }
-
-  private policy(v: VmView): TapPolicy {
-    const foreign6 = [v.network.metadata6];
-    for (const other of this.registry.allVms()) {
-      if (other.key !== v.key && other.vm.network === v.vm.network) foreign6.push(...other.addresses6);
-    }
-    return {
-      tap: tapName(v.vm.mac),
-      mac: v.vm.mac,
-      linkLocal: eui64Address(parsePrefix('fe80::/64', 6)!, v.vm.mac),
-      own6: v.addresses6,
-      own4: v.addresses4,
-      prefix6: v.network.prefix6,
-      foreign6,
-    };
   }
 
   private spec(v: VmView, m: Managed): QemuSpec {

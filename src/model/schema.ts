@@ -62,6 +62,8 @@ export const NetworkSchema = z.object({
   /** More metadata addresses, one per further appliance replica: `metadata` answers all of them. */
   replicas6: z.array(address(6)).optional(),
   replicas4: z.array(address(4)).optional(),
+  /** Where the hosts may route this network's guests: other networks by name, or "*" for anywhere. Default: nowhere. */
+  forwardTo: z.array(z.union([label, z.literal('*')])).optional(),
 }).strict().superRefine((n, ctx) => {
   const placement = placementProblem(n.region, n.zone);
   if (placement) ctx.addIssue({ code: 'custom', path: [placement.field], message: placement.message });
@@ -77,6 +79,14 @@ export function metadataAddresses(n: Pick<Network, 'metadata6' | 'metadata4' | '
     v4: [...(n.metadata4 ? [n.metadata4] : []), ...(n.replicas4 ?? [])],
   };
 }
+/**
+ * SLAAC and the EUI-64 identity need exactly a /64. New records must have one (the writer
+ * refuses others); an older record with a shorter prefix is still read, but not served.
+ */
+export function isSlaac64(network: Pick<Network, 'prefix6'>): boolean {
+  return parsePrefix(network.prefix6, 6)?.length === 64;
+}
+export const PREFIX6_64_MESSAGE = 'prefix6 must be a /64 (SLAAC and the EUI-64 identity need exactly 64 bits of interface id)';
 
 export const UserKeySchema = z.object({ name: z.string().regex(/^[A-Za-z0-9_.@-]{1,64}$/, 'key names are 1-64 of A-Z a-z 0-9 _ . @ -'), key: sshKey }).strict();
 export const UserSchema = z.object({

@@ -88,9 +88,15 @@ export class Keys {
     ])];
   }
 
-  /** What the agent of `host` reads and follows: its launch specs and the states it wrote. */
+  /**
+   * What the agent of `host` reads and follows: the network records (bridges, metadata addresses,
+   * forwarding), its launch specs (never user-data, never another host's VMs) and its own reports.
+   */
   agentRanges(host: string): KeyRange[] {
-    return [{ key: this.layout, prefix: false }, { key: this.launchesOf(host), prefix: true }, { key: this.statesOf(host), prefix: true }];
+    return [
+      { key: this.layout, prefix: false }, { key: this.network(''), prefix: true },
+      { key: this.launchesOf(host), prefix: true }, { key: this.statesOf(host), prefix: true },
+    ];
   }
 
   parse(key: string): ParsedKey | undefined {

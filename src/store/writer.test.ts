@@ -22,7 +22,10 @@ describe('StoreWriter on etcd', () => {
   it('adds a network once and refuses duplicates, overlaps and bad input', async () => {
     await t.writer.addNetwork(lab);
     expect(await code(t.writer.addNetwork(lab))).toBe('exists');
-    expect(await code(t.writer.addNetwork({ ...lab, name: 'lab2', domain: 'other.example', prefix6: '2001:db8:1::/48', metadata6: '2001:db8:1::1' }))).toBe('exists');
+    expect(await code(t.writer.addNetwork({ ...lab, name: 'lab2', domain: 'other.example', prefix6: '2001:db8:1::/64', metadata6: '2001:db8:1::1', prefix4: undefined, metadata4: undefined }))).toBe('exists');
+    // SLAAC and the EUI-64 identity need exactly a /64: shorter prefixes are refused on write.
+    await expect(t.writer.addNetwork({ ...lab, name: 'wide', domain: 'wide.example', prefix6: '2001:db8:2::/56', metadata6: '2001:db8:2::1', prefix4: undefined, metadata4: undefined }))
+      .rejects.toThrow(/^prefix6 must be a \/64 .*not 2001:db8:2::\/56$/);
     expect(await code(t.writer.addNetwork({ ...lab, name: 'x', domain: 'x.example', prefix6: '2001:db8:9::/64', metadata6: '2001:db8:1::1', prefix4: undefined, metadata4: undefined }))).toBe('invalid');
     expect(await code(t.writer.addNetwork({ ...lab, name: 'Bad Name' }))).toBe('invalid');
     expect((await t.writer.listNetworks()).map((n) => n.name)).toEqual(['lab']);

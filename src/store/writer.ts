@@ -10,7 +10,7 @@ import { LAYOUT, type Keys } from './keys.js';
 import { claims as vmClaims, derivedRecords, type Put } from './derived.js';
 import { StoreError, exists, inUse, invalid, notFound } from './errors.js';
 import {
-  HostSchema, NetworkSchema, metadataAddresses, UserSchema, VmSchema, VmStateSchema, describeIssues,
+  HostSchema, NetworkSchema, PREFIX6_64_MESSAGE, isSlaac64, metadataAddresses, UserSchema, VmSchema, VmStateSchema, describeIssues,
   type Host, type Network, type User, type Vm, type VmState,
 } from '../model/schema.js';
 import { namesNest, parseAddress, parsePrefix, prefixContains, reverseZones } from '../model/ip.js';
@@ -114,6 +114,7 @@ export class StoreWriter {
 
   async addNetwork(input: Omit<z.input<typeof NetworkSchema>, 'v'>): Promise<Network> {
     const network = validate(NetworkSchema, { v: 1, ...input }, 'network');
+    if (!isSlaac64(network)) throw invalid(`${PREFIX6_64_MESSAGE}, not ${network.prefix6}`);
     const others = await this.listNetworks();
     for (const o of others) {
       if (o.name === network.name) throw exists(`network "${network.name}" already exists`);
@@ -162,6 +163,19 @@ export class StoreWriter {
       const { network: current, entry } = await this.getNetwork(name);
       const { region: _r, zone: _z, ...rest } = current;
       const next = validate(NetworkSchema, { ...rest, ...stripUndefined(placement) }, 'network');
+      const r = await this.kv.txn({ compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [{ key: entry.key, value: JSON.stringify(next) }], deletes: [] });
+      if (r.succeeded) return next;
+    }
+    throw new StoreError('conflict', `network "${name}" kept changing under us; try again`);
+  }
+
+  /** Replaces where the hosts may route the network's guests (empty: nowhere). */
+  async setNetworkForwarding(name: string, forwardTo: string[]): Promise<Network> {
+    await this.layoutOps();
+    for (let i = 0; i < CAS_ATTEMPTS; i++) {
+      const { network: current, entry } = await this.getNetwork(name);
+      const { forwardTo: _f, ...rest } = current;
+      const next = validate(NetworkSchema, forwardTo.length ? { ...rest, forwardTo: [...new Set(forwardTo)] } : rest, 'network');
       const r = await this.kv.txn({ compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [{ key: entry.key, value: JSON.stringify(next) }], deletes: [] });
       if (r.succeeded) return next;
     }

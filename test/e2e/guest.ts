@@ -1,7 +1,7 @@
 // The guest for the VM test: Debian's kernel and the cached busybox initramfs (scripts/vm-assets.sh)
 // plus a second archive holding /test.sh, which the base /init runs once SLAAC gave eth0 an address.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,15 +18,23 @@ export function vmAssets(): string {
   return execFileSync('bash', [join(REPO, 'scripts/vm-assets.sh')], { encoding: 'utf8', timeout: 600_000 }).trim().split('\n').pop()!;
 }
 
-export function guestImage(testScript: string): GuestImage {
+/** The guest with /test.sh and, optionally, extra executables under /bin (name -> host path). */
+export function guestImage(testScript: string, binaries: Record<string, string> = {}): GuestImage {
   const assets = vmAssets();
   const dir = mkdtempSync(join(tmpdir(), 'uct-guest-'));
   writeFileSync(join(dir, 'test.sh'), testScript);
   chmodSync(join(dir, 'test.sh'), 0o755);
+  const files = ['test.sh'];
+  for (const [name, path] of Object.entries(binaries)) {
+    mkdirSync(join(dir, 'bin'), { recursive: true });
+    copyFileSync(path, join(dir, 'bin', name));
+    chmodSync(join(dir, 'bin', name), 0o755);
+    files.push(`bin/${name}`);
+  }
   const initrd = join(dir, 'initrd.cpio.gz');
   copyFileSync(join(assets, 'base.cpio.gz'), initrd);
-  // The kernel unpacks concatenated archives in order: this one adds /test.sh to the base.
-  const extra = execFileSync('sh', ['-c', 'echo test.sh | cpio -o -H newc --quiet | gzip -1'], { cwd: dir });
+  // The kernel unpacks concatenated archives in order: this one adds /test.sh (and binaries) to the base.
+  const extra = execFileSync('sh', ['-c', 'cpio -o -H newc --quiet | gzip -1'], { cwd: dir, input: `${files.join('\n')}\n` });
   appendFileSync(initrd, extra);
   return { kernel: join(assets, 'vmlinuz'), initrd };
 }

@@ -13,6 +13,13 @@ import { BIN, startBin, type Running } from '../../../test/support/daemon.js';
 import { eventually, ED25519 } from '../../../test/support/store.js';
 import { EtcdKv } from './kv.js';
 import { Keys } from '../keys.js';
+import { openStore } from '../open.js';
+import { Netns } from '../../../test/e2e/netns.js';
+import { ensureQemuUser, QEMU_USER } from '../../../test/support/qemu-user.js';
+import { startAgent, type Agent } from '../../agent/agent.js';
+import { isOurQemu, readPid } from '../../agent/qemu.js';
+import { HostSchema, VmStateSchema } from '../../model/schema.js';
+import { silentLogger } from '../../log.js';
 
 const exec = promisify(execFile);
 const ROLES = join(import.meta.dirname, '../../../deploy/etcd-roles.sh');
@@ -91,6 +98,7 @@ beforeAll(async () => {
 
   await roles('operator', 'ops');
   await roles('appliance', 'appliance-lab', 'lab');
+  await roles('agent', 'hv1');
   await roles('enable-auth');
   // Once more, as an operator re-running it would: nothing breaks.
   await roles('appliance', 'appliance-lab', 'lab');
@@ -164,5 +172,62 @@ describe('etcd roles from deploy/etcd-roles.sh, with auth on', () => {
     expect(r.code).not.toBe(0);
     const errors = r.stderr.split('\n').filter((l) => l.startsWith('error:'));
     expect(errors).toEqual([expect.stringMatching(/^error: etcd:\/\/127\.0\.0\.1:\d+ refused to let this process read \/uncloud\/networks\/other \(.*permission denied\): grant it in the etcd role$/)]);
+  });
+
+  describe('the agent of hv1, under its role', () => {
+    let ns: Netns | undefined;
+    let agent: Agent | undefined;
+    const stateDir = mkdtempSync(join(tmpdir(), 'uncloud-roles-agent-'));
+    const store = () => openStore(`etcd://${endpoint}`, { tls: tls('hv1') });
+    afterAll(async () => {
+      await agent?.stop();
+      for (const vm of ['self', 'x']) {
+        const pid = readPid(join(stateDir, 'lab', vm));
+        if (pid && isOurQemu(pid, `lab/${vm}`)) process.kill(pid, 'SIGKILL');
+      }
+      await ns?.delete();
+      rmSync(stateDir, { recursive: true, force: true });
+    });
+
+    it('runs its VMs from their launch specs, writes its reports and its leased heartbeat', async () => {
+      ensureQemuUser();
+      ns = await Netns.create('ucrol');
+      const s = store();
+      agent = await startAgent({
+        store: s, host: 'hv1', stateDir, accel: 'tcg', log: silentLogger(), imageDirs: [], user: QEMU_USER,
+        qemu: ns.wrapper('qemu-system-x86_64'), ip: ns.wrapper('ip'), nft: ns.wrapper('nft'), cat: ns.wrapper('cat'),
+        sweepMs: 200, stopTimeoutMs: 1000, backoffMs: 200, heartbeatTtlSeconds: 2,
+      });
+      const ops = openStore(`etcd://${endpoint}`, { tls: tls('ops') });
+      try {
+        const state = async (net: string, vm: string) => {
+          const e = await ops.kv.get(keys.vmState('hv1', net, vm));
+          return e ? VmStateSchema.parse(JSON.parse(e.value)) : undefined;
+        };
+        await eventually(async () => (await state('lab', 'self'))?.state === 'running' && (await state('lab2', 'x'))?.state === 'running', 30_000);
+        expect(agent.ready()).toBe(true);
+        const hb = await ops.kv.get(keys.host('hv1'));
+        expect(HostSchema.parse(JSON.parse(hb!.value))).toMatchObject({ name: 'hv1', vms: 2 });
+        // Moved to another host: the agent stops it and clears its report (a delete under its role).
+        await cli('ops', ['vm', 'set', 'x', '--network', 'lab2', '--host', 'hv2']);
+        await eventually(async () => !(await state('lab2', 'x')), 30_000);
+      } finally {
+        await ops.kv.close();
+      }
+    }, 90_000);
+
+    it('its role refuses user-data, other hosts, and every write but its reports and heartbeat', async () => {
+      const h = 'hv1';
+      expect(await attempt(h, get(keys.launch('hv1', 'lab', 'self')))).toBe('ok');
+      expect(await attempt(h, get(keys.vm('lab', 'self')))).toBe('permission denied');
+      expect(await attempt(h, range(keys.vmsOf('lab')))).toBe('permission denied');
+      expect(await attempt(h, range(keys.launchesOf('hv2')))).toBe('permission denied');
+      expect(await attempt(h, get(keys.user('alice')))).toBe('permission denied');
+      expect(await attempt(h, put(keys.launch('hv1', 'lab', 'evil')))).toBe('permission denied');
+      expect(await attempt(h, put(keys.vmState('hv2', 'other', 'db')))).toBe('permission denied');
+      expect(await attempt(h, put(keys.host('hv2')))).toBe('permission denied');
+      expect(await attempt(h, put(keys.network('lab')))).toBe('permission denied');
+      expect(await attempt(h, put(keys.vm('lab', 'evil')))).toBe('permission denied');
+    });
   });
 });
