@@ -43,9 +43,10 @@ function parseQuery(query: string): GceQuery | string {
 }
 
 export function gceRoutes(d: RouteDeps): void {
-  const answer = (key: string, path: string, q: GceQuery): Rendered | undefined => {
+  /** The waiting VM's answer now; undefined once the name holds another VM (a new id), which the waiter must never see. */
+  const answer = (key: string, id: string, path: string, q: GceQuery): Rendered | undefined => {
     const view = d.registry.vmByKey(key);
-    return view ? d.cache.gce(view).answer(path, q.recursive, q.alt) : undefined;
+    return view && view.vm.id === id ? d.cache.gce(view).answer(path, q.recursive, q.alt) : undefined;
   };
 
   const serve: VmHandler = (c, view, path, query) => {
@@ -57,7 +58,7 @@ export function gceRoutes(d: RouteDeps): void {
     const now = d.cache.gce(view).answer(sub, q.recursive, q.alt);
     if (!now) return gceNotFound();
     if (!q.wait || (q.lastEtag !== undefined && q.lastEtag !== now.etag)) return toResponse(now);
-    const waiting = d.waiters.wait(view.key, now.etag, () => answer(view.key, sub, q), q.timeoutSec * 1000, (cancel) => {
+    const waiting = d.waiters.wait(view.key, now.etag, () => answer(view.key, view.vm.id, sub, q), q.timeoutSec * 1000, (cancel) => {
       c.env?.outgoing?.once('close', cancel);
     });
     if (waiting === 'full') return plain(429, 'too many waiting requests\n', FLAVOR);
