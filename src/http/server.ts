@@ -9,6 +9,7 @@ import { createMetadataApp, DEFAULT_TOKEN_HOP_LIMIT } from './app.js';
 import { plain } from './render/rendered.js';
 import { withoutZone } from './host.js';
 import { loadHopLimit } from './hop-limit.js';
+import { ConnectionLimit } from './connection-limit.js';
 
 export { createMetadataApp, type MetadataApp, type MetadataAppOptions } from './app.js';
 
@@ -47,6 +48,10 @@ export const LIMITS = {
   keepAliveTimeoutMs: 5_000,
   /** How often node:http looks for connections past those timeouts (its default is 30 s). */
   checkIntervalMs: 1_000,
+  /** Open connections one client address may hold (long-polls included: maxWaitersPerVm is 16). */
+  maxConnectionsPerAddress: 64,
+  /** Open connections in all, well below the unit's LimitNOFILE (65536). */
+  maxConnections: 16_384,
 };
 
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
@@ -79,6 +84,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     if (host !== undefined && host.includes('%')) req.headers.host = withoutZone(host);
     void listener(req, res);
   };
+  const connections = new ConnectionLimit(limits.maxConnectionsPerAddress, limits.maxConnections);
   const servers: Server[] = [];
   const addresses: { host: string; port: number }[] = [];
   try {
@@ -93,6 +99,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       // No count limit (maxHeaderSize bounds the bytes): node drops headers past the count
       // silently, which would let a client push a proxy's X-Forwarded-For out of sight.
       server.maxHeadersCount = 0;
+      connections.attach(server);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ host: l.host, port: l.port, ipv6Only: ipv6OnlyFor(l, opts.listen) }, () => {
