@@ -28,6 +28,8 @@ export interface AgentOptions {
   stateDir: string;
   /** agent.imageDirs: disks, kernels and initrds must resolve to regular files inside one of them. */
   imageDirs: string[];
+  /** agent.bridges: existing bridges the agent may put guests on besides its own; none: any bridge. */
+  bridges?: string[];
   /** agent.user: qemu drops to it (-runas) and owns the taps. The agent refuses to start without it. */
   user: string;
   accel?: Accel;
@@ -239,7 +241,7 @@ class HostAgent {
   /** The network's bridge, created with a fixed MAC; one warning for an existing bridge without one. */
   private async ensureBridge(v: VmView): Promise<void> {
     const name = bridgeName(v.network);
-    const how = await this.links.ensureBridge(name, bridgeMac(this.opts.host, v.network.name));
+    const how = await this.links.ensureBridge(name, bridgeMac(this.opts.host, v.network.name), this.opts.bridges);
     if (how === 'floating' && !this.floatingWarned.has(name)) {
       this.floatingWarned.add(name);
       this.opts.log.warn({ bridge: name, network: v.network.name },

@@ -6,8 +6,13 @@ import { readFileSync } from 'node:fs';
 import { run, CommandError } from './exec.js';
 
 export const TAP_ALIAS_PREFIX = 'uncloud-agent:';
+/** The alias of a bridge the agent created: it may always use it again. */
+export const BRIDGE_ALIAS = 'uncloud-agent-bridge';
 
-interface IpLink { ifname: string; ifalias?: string; master?: string; operstate?: string; address?: string }
+/** A network names an interface the agent must not put guests on. */
+export class BridgeRefused extends Error {}
+
+interface IpLink { ifname: string; ifalias?: string; master?: string; operstate?: string; address?: string; linkinfo?: { info_kind?: string } }
 
 /** A tap exists under the name the agent wants, but it is not this VM's: never merged, never deleted. */
 export class TapTaken extends Error {}
@@ -47,18 +52,46 @@ export class Links {
    * Creates the bridge with `mac` when missing; returns 'created', 'fixed' (exists with a MAC set
    * explicitly) or 'floating' (exists and takes its lowest port's MAC: it can change).
    */
-  async ensureBridge(name: string, mac: string): Promise<'created' | 'fixed' | 'floating' | 'unknown'> {
+  async ensureBridge(name: string, mac: string, adoptable?: string[]): Promise<'created' | 'fixed' | 'floating' | 'unknown'> {
     let how: 'created' | 'fixed' | 'floating' | 'unknown' = 'created';
-    if (!(await this.show(name))) {
-      await this.ipRun(['link', 'add', 'name', name, 'address', mac, 'type', 'bridge']).catch(async (err) => {
-        if (!(await this.show(name))) throw err; // lost a race with someone creating it: fine
-        how = await this.macAssignment(name);
-      });
+    const existing = await this.showDetails(name);
+    if (!existing) {
+      await this.ipRun(['link', 'add', 'name', name, 'address', mac, 'type', 'bridge']).then(
+        () => this.ipRun(['link', 'set', 'dev', name, 'alias', BRIDGE_ALIAS]),
+        async (err) => {
+          const raced = await this.showDetails(name);
+          if (!raced) throw err; // lost a race with someone creating it: judged like any existing link
+          this.checkAdoptable(raced, adoptable);
+          how = await this.macAssignment(name);
+        },
+      );
     } else {
+      this.checkAdoptable(existing, adoptable);
       how = await this.macAssignment(name);
     }
     await this.ipRun(['link', 'set', 'dev', name, 'up']);
     return how;
+  }
+
+  /**
+   * The network record names the bridge, and a store writer is not the host's administrator: a
+   * link that is no bridge is never used (it would be brought up and given guests), and with
+   * agent.bridges set only those bridges and the agent's own may be.
+   */
+  private checkAdoptable(link: IpLink, adoptable?: string[]): void {
+    if (link.linkinfo?.info_kind !== 'bridge') throw new BridgeRefused(`${link.ifname} exists and is not a bridge`);
+    if (adoptable && link.ifalias !== BRIDGE_ALIAS && !adoptable.includes(link.ifname)) {
+      throw new BridgeRefused(`bridge ${link.ifname} was not made by the agent and is not in agent.bridges`);
+    }
+  }
+
+  private async showDetails(name: string): Promise<IpLink | undefined> {
+    try {
+      return (JSON.parse(await this.ipRun(['-d', '-j', 'link', 'show', 'dev', name])) as IpLink[])[0];
+    } catch (err) {
+      if (err instanceof CommandError && /does not exist|Cannot find device/.test(err.stderr)) return undefined;
+      throw err;
+    }
   }
 
   /** addr_assign_type 3 (NET_ADDR_SET): the MAC was set explicitly and no port changes it. */

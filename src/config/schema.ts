@@ -66,6 +66,11 @@ export const ConfigSchema = z.object({
     qemu: z.string().default('qemu-system-x86_64'),
     /** Disks, kernels and initrds must resolve (after symlinks) to regular files inside one of these. */
     imageDirs: z.array(z.string().refine((d) => d.startsWith('/'), 'must be an absolute directory')).default(['/var/lib/uncloud-metadata/images']),
+    /**
+     * Existing bridges the agent may put guests on besides those it created; unset: any existing
+     * bridge a network names (never a link that is not a bridge).
+     */
+    bridges: z.array(z.string().regex(/^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}$/, 'must be a Linux interface name')).optional(),
     /** The unprivileged user qemu runs as (-runas) and that owns the taps. */
     user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX user name').default('uncloud-qemu'),
   }).strict().prefault({}),

@@ -51,7 +51,7 @@ export const NetworkSchema = z.object({
   metadata6: address(6),
   metadata4: address(4).optional(),
   upstreams: z.array(hostPort).default([]),
-  bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a Linux interface name (at most 15 characters)').optional(),
+  bridge: z.string().regex(/^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}$/, 'must be a Linux interface name (at most 15 characters)').optional(),
   /** Placement served to every VM of the network; defaults in placement.ts (placementOf). */
   region: z.string().optional(),
   zone: z.string().optional(),

@@ -45,7 +45,7 @@ export function agentCommand(): Command {
       const { NoSuchUser } = await import('../../agent/user.js');
       const agent = await startAgent({
         store, host: cfg.agent.host, stateDir: cfg.agent.stateDir, accel: cfg.agent.accel, qemu: cfg.agent.qemu,
-        imageDirs: cfg.agent.imageDirs, user: cfg.agent.user, log, metrics,
+        imageDirs: cfg.agent.imageDirs, user: cfg.agent.user, bridges: cfg.agent.bridges, log, metrics,
       }).catch(async (err) => {
         await store.kv.close();
         throw err instanceof NoSuchUser ? new CliError(err.message) : err;
