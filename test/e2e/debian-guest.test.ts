@@ -10,6 +10,9 @@
 //   direct kernel whose command line ends with nocloud-kernel-cmdline.txt: the seed comes by name,
 //   systemd-resolved answers `metadata`, sshd takes keys from the appliance at login, and the
 //   README's networkd drop-in, run over SSH, gives the RA's search domain.
+// web1 also publishes its SSH host keys with deploy/guest/uncloud-publish-hostkeys (from its
+// user-data): `vm known-hosts` lines let ssh in with strict host key checking, and the DNS's
+// SSHFP records equal `ssh-keygen -r` in the guest.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -58,11 +61,20 @@ function readmeBlock(marker: string): string {
   return m[1];
 }
 
+// web1 also gets deploy/guest/uncloud-publish-hostkeys, byte for byte, the way deploy/README.md
+// says to deliver it in user-data (write_files, then runcmd): it publishes the host keys.
+const publisher = readFileSync(join(GUEST_FILES, 'uncloud-publish-hostkeys')).toString('base64');
 const userData = (vm: VmName) => `#cloud-config
 write_files:
   - path: /var/lib/uncloud-test/marker
     content: "user-data of ${vm} applied\\n"
-`;
+${vm === 'web1' ? `  - path: /usr/local/sbin/uncloud-publish-hostkeys
+    permissions: '0755'
+    encoding: b64
+    content: ${publisher}
+runcmd:
+  - [/usr/local/sbin/uncloud-publish-hostkeys]
+` : ''}`;
 
 describe('a Debian 12 cloud guest launched by the agent', () => {
   let ns: Netns;
@@ -205,6 +217,32 @@ describe('a Debian 12 cloud guest launched by the agent', () => {
       expect(resolv).not.toContain('lab.test'); // networkd ignores the RA's DNSSL without UseDomains=yes
       // systemd-resolved itself never sends a single-label name to unicast DNS.
       expect((await as('web1', keys.alice, 'resolvectl query metadata')).ok).toBe(false);
+    }, IT_MS);
+  });
+
+  describe('web1: host keys published, so nobody trusts on first use (issue 15)', () => {
+    it('`vm known-hosts` lets ssh in with StrictHostKeyChecking=yes; a wrong host key is refused', async () => {
+      const known = join(work, 'known_hosts');
+      writeFileSync(known, await paced(() => cli('vm', 'known-hosts', 'web1'), 120_000));
+      expect(readFileSync(known, 'utf8')).toMatch(new RegExp(`^web1,web1\\.lab\\.test,${VMS.web1.address} ssh-ed25519 `, 'm'));
+      const checked = await ssh(ns.name, keys.alice, VMS.web1.address, 'true', 120_000, 'debian', known);
+      expect(checked.stderr).toBe('');
+      expect(checked.ok).toBe(true);
+      // The same lines with another key in place of each: ssh must refuse the host.
+      const wrong = join(work, 'known_hosts.wrong');
+      writeFileSync(wrong, readFileSync(known, 'utf8').split('\n').filter(Boolean).map((l) => `${l.split(' ')[0]} ${keys.mallory.pub.split(' ').slice(0, 2).join(' ')}`).join('\n') + '\n');
+      const refused = await ssh(ns.name, keys.alice, VMS.web1.address, 'true', 120_000, 'debian', wrong);
+      expect(refused.ok).toBe(false);
+      expect(refused.stderr).toMatch(/Host key verification failed/);
+    }, IT_MS);
+
+    it('the DNS answers SSHFP for its name equal to `ssh-keygen -r` inside the guest (SHA-256 records)', async () => {
+      const inside = (await inGuest('web1', 'ssh-keygen -r web1.lab.test'))
+        .split('\n').filter((l) => / IN SSHFP \d+ 2 /.test(l)).map((l) => l.split(' IN SSHFP ')[1].toLowerCase()).sort();
+      const dug = (await ns.exec('dig', ['+short', `@${METADATA6}`, 'web1.lab.test', 'SSHFP'])).trim().split('\n')
+        .map((l) => { const [a, t, ...hex] = l.split(' '); return `${a} ${t} ${hex.join('').toLowerCase()}`; }).sort();
+      expect(inside.length).toBeGreaterThanOrEqual(2); // Debian generates ed25519, ecdsa and rsa keys
+      expect(dug).toEqual(inside);
     }, IT_MS);
   });
 

@@ -23,10 +23,14 @@ export interface SshResult {
   stderr: string;
 }
 
-/** Runs `command` as `user@address` with exactly `key`; never throws for a refused login. */
-export async function ssh(netns: string, key: SshKey, address: string, command: string, timeoutMs = 120_000, user = 'debian'): Promise<SshResult> {
+/**
+ * Runs `command` as `user@address` with exactly `key`; never throws for a refused login. With
+ * `knownHosts`, the host key must be in that file (StrictHostKeyChecking=yes), else it is not checked.
+ */
+export async function ssh(netns: string, key: SshKey, address: string, command: string, timeoutMs = 120_000, user = 'debian', knownHosts?: string): Promise<SshResult> {
+  const hostKeys = knownHosts ? ['-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`] : ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'];
   const args = ['netns', 'exec', netns, 'ssh', '-i', key.path, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none',
-    '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
+    '-o', 'BatchMode=yes', ...hostKeys, '-o', 'LogLevel=ERROR',
     '-o', 'ConnectTimeout=10', '-o', 'PreferredAuthentications=publickey', `${user}@${address}`, command];
   try {
     return { ok: true, stdout: await run('ip', args, { timeoutMs }), stderr: '' };
