@@ -93,10 +93,11 @@ console.log(JSON.stringify({ token }));
   it('a VM asking tokens for ever new audiences gets 429 past its signing budget, and still its cached ones', async () => {
     const gce = `http://[::1]:${httpPort}/computeMetadata/v1/instance/service-accounts/default/identity`;
     const headers = { 'Metadata-Flavor': 'Google' };
-    // All at once, so the budget's refill during the run is negligible beside the 100 asked.
-    const statuses = await Promise.all([...Array(100).keys()].map(async (i) => (await fetch(`${gce}?audience=https://flood.example/${i}`, { headers })).status));
+    // All at once, so the budget's refill during the run is negligible beside the 50 asked (50:
+    // below the 64 connections one client address may hold open).
+    const statuses = await Promise.all([...Array(50).keys()].map(async (i) => (await fetch(`${gce}?audience=https://flood.example/${i}`, { headers })).status));
     expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(10);
-    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(60);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(20);
     expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
     const limited = await curl(`${gce}?audience=https://flood.example/next`, { headers });
     expect([limited.status, limited.headers['retry-after'], limited.headers['metadata-flavor']]).toEqual([429, '1', 'Google']);

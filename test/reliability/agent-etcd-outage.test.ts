@@ -62,7 +62,7 @@ describe('agent with etcd down', () => {
     const before = await states();
     const pids = new Map([...before].map(([k, s]) => [k, s.pid!]));
     const tapsBefore = (await taps(ns)).map((l) => l.ifname).sort();
-    const rulesBefore = await ns.exec('nft', ['list', 'ruleset']);
+    const rulesBefore = await ns.exec('nft', ['-s', 'list', 'ruleset']);
 
     await etcd.kill();
     const t0 = Date.now();
@@ -75,7 +75,7 @@ describe('agent with etcd down', () => {
     }
     for (const k of pids.keys()) expect(await qmpCommand(vmFiles(join(stateDir, ...k.split('/'))).qmp, 'query-status')).toMatchObject({ running: true });
     expect((await taps(ns)).map((l) => l.ifname).sort()).toEqual(tapsBefore);
-    expect(await ns.exec('nft', ['list', 'ruleset'])).toBe(rulesBefore);
+    expect(await ns.exec('nft', ['-s', 'list', 'ruleset'])).toBe(rulesBefore);
 
     await etcd.up();
     const backMs = await within(20_000, async () => !!(await store.kv.get(store.keys.host('hv1'))), 'heartbeat back');

@@ -126,7 +126,9 @@ describe('metadata HTTP under a hostile guest', () => {
     const closedAt: number[] = [];
     const t0 = Date.now();
     for (let i = 0; i < N; i++) {
-      const s = connect({ host: i % 2 ? '127.0.0.1' : '::1', port: d.httpPort });
+      // All from ::1: one address holds at most 64 connections (the rest are closed at once), and
+      // the real request comes from the VM's other address, 127.0.0.1.
+      const s = connect({ host: '::1', port: d.httpPort });
       s.on('error', () => undefined);
       s.on('connect', () => s.write('GET /keys HTTP/1.1\r\nHost: metadata\r\n'));
       s.on('close', () => closedAt.push(Date.now() - t0));
@@ -158,7 +160,9 @@ describe('metadata HTTP under a hostile guest', () => {
 
   it('long-poll flood: waits beyond the bound get 429 at once, a real request is still answered, a change wakes the rest', async () => {
     const N = 500;
-    const url = `http://127.0.0.1:${d.httpPort}/computeMetadata/v1/instance/attributes/?recursive=true&wait_for_change=true&timeout_sec=60`;
+    // From ::1; the real request from 127.0.0.1. Past 64 open connections from one address the
+    // server closes new ones at once (status 0 here); of those it takes, 16 wait and the rest get 429.
+    const url = `http://[::1]:${d.httpPort}/computeMetadata/v1/instance/attributes/?recursive=true&wait_for_change=true&timeout_sec=60`;
     const polls = Array.from({ length: N }, () => httpGet(url, { headers: { 'Metadata-Flavor': 'Google' }, timeoutMs: 60_000 }).then((r) => r.status, () => 0));
     await sleep(1500);
     expect(await real()).toBe(true);
@@ -166,10 +170,12 @@ describe('metadata HTTP under a hostile guest', () => {
     await t.writer.setVm('self', 'loop', { meta: { flood: 'over' } });
     const statuses = await Promise.all(polls);
     const count = (s: number) => statuses.filter((x) => x === s).length;
-    expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+    expect(statuses.filter((s) => s !== 200 && s !== 429 && s !== 0)).toEqual([]);
     expect(count(200)).toBeGreaterThan(0);
     expect(count(200)).toBeLessThanOrEqual(16);
-    figure('http-longpoll-flood', { polls: N, answered200OnChange: count(200), refused429: count(429), wokenWithinMs: Date.now() - t0 });
+    expect(count(429)).toBeGreaterThan(0);
+    expect(count(0)).toBeGreaterThan(N / 2); // refused by the connection bound (slots freed by 429s admit a few more)
+    figure('http-longpoll-flood', { polls: N, answered200OnChange: count(200), refused429: count(429), connectionRefused: count(0), wokenWithinMs: Date.now() - t0 });
   }, 90_000);
   it('spoof flood: proxy headers, foreign Hosts and unknown sources are all refused and counted, the log stays bounded', async () => {
     const before = d.run.output().split('\n').filter((l) => l.includes('refused spoofed metadata request')).length;
