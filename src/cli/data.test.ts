@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { etcdEndpoint, uniquePrefix } from '../../test/support/store.js';
-import { openStore } from '../store/open.js';
 import { cli } from './testing/run.js';
+import { cliOnStore } from './testing/expect.js';
 
 // Each test runs a dozen CLI processes; on a loaded machine one can take seconds.
 vi.setConfig({ testTimeout: 180_000 });
@@ -31,28 +31,7 @@ for (const kind of ['etcd', 'file'] as const) {
     const prefix = uniquePrefix();
     let url = '';
     let base: string[] = [];
-    const snapshot = async () => {
-      const s = openStore(url, { prefix });
-      try {
-        return JSON.stringify((await s.kv.range(`${prefix}/`)).entries.map((e) => [e.key, e.modRevision]));
-      } finally {
-        await s.kv.close();
-      }
-    };
-    const ok = async (args: string[]) => {
-      const r = await cli([...args, ...base]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      return r;
-    };
-    const refused = async (args: string[], message: RegExp) => {
-      const before = await snapshot();
-      const r = await cli([...args, ...base]);
-      expect(r.code).not.toBe(0);
-      expect(r.stderr).toMatch(message);
-      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
-      expect(await snapshot()).toBe(before);
-    };
+    const { ok, refused } = cliOnStore(() => ({ url, prefix }));
     const net = (name: string, n: number) => ['network', 'add', name, '--prefix6', `2001:db8:${n}::/64`, '--domain', `${name}.example`, '--metadata6', `2001:db8:${n}::1`];
     const showJson = async (what: string[]) => JSON.parse((await ok([...what, '--json'])).stdout);
 

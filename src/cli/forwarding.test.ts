@@ -3,8 +3,7 @@
 // What the agent's rules make of it: src/agent/policy.test.ts and src/agent/nft.test.ts.
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { etcdEndpoint, uniquePrefix } from '../../test/support/store.js';
-import { openStore } from '../store/open.js';
-import { cli } from './testing/run.js';
+import { cliOnStore } from './testing/expect.js';
 
 vi.setConfig({ testTimeout: 120_000 });
 
@@ -12,28 +11,7 @@ describe('network forwarding on the CLI', () => {
   const prefix = uniquePrefix();
   const url = `etcd://${etcdEndpoint()}`;
   const base = ['--store', url, '--prefix', prefix];
-  const snapshot = async () => {
-    const s = openStore(url, { prefix });
-    try {
-      return JSON.stringify((await s.kv.range(`${prefix}/`)).entries.map((e) => [e.key, e.modRevision]));
-    } finally {
-      await s.kv.close();
-    }
-  };
-  const ok = async (args: string[]) => {
-    const r = await cli([...args, ...base]);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    return r;
-  };
-  const refused = async (args: string[], message: RegExp) => {
-    const before = await snapshot();
-    const r = await cli([...args, ...base]);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(message);
-    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
-    expect(await snapshot()).toBe(before);
-  };
+  const { ok, refused } = cliOnStore(() => ({ url, prefix }));
   const forwardTo = async (name: string) => JSON.parse((await ok(['network', 'show', name, '--json'])).stdout).forwardTo;
 
   beforeAll(async () => {
