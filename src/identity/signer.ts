@@ -7,6 +7,7 @@ import { KeySet, IdentityKeyError, readKeyFile, type SigningAlg, type SigningKey
 import { readCertificate, selfSignedCertificate, type DeploymentCertificate } from './certificate.js';
 import { identityClaims, signIdentityToken, TOKEN_LIFETIME_SEC, type TokenSubject } from './jwt.js';
 import { pkcs7Signature, rsaSignature } from './cms.js';
+import { TokenBuckets } from '../rate.js';
 
 export interface IdentityConfig {
   /** PEM file of private keys, oldest first; none: the identity paths answer 404. */
@@ -38,21 +39,6 @@ export class SigningRateLimited extends Error {
   constructor() { super('too many new identity tokens'); }
 }
 
-/** A token bucket per VM id, counted in seconds like the tokens themselves. */
-class SigningBudget {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-  take(vmId: string, now: number): boolean {
-    const b = this.buckets.get(vmId) ?? { tokens: SIGNING_BURST, at: now };
-    b.tokens = Math.min(SIGNING_BURST, b.tokens + Math.max(0, now - b.at) * SIGNING_PER_SEC);
-    b.at = now;
-    if (!this.buckets.has(vmId) && this.buckets.size >= MAX_BUDGETS) this.buckets.delete(this.buckets.keys().next().value as string);
-    this.buckets.set(vmId, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-}
-
 function bounded<V>(map: Map<string, V>, key: string, value: V): V {
   if (map.size >= MAX_CACHED) map.delete(map.keys().next().value as string);
   map.set(key, value);
@@ -62,7 +48,7 @@ function bounded<V>(map: Map<string, V>, key: string, value: V): V {
 export class InstanceIdentity {
   private readonly tokens = new Map<string, { iat: number; token: Promise<string> }>();
   private readonly documents = new Map<string, Promise<Ec2Signatures>>();
-  private readonly budget = new SigningBudget();
+  private readonly budget = new TokenBuckets({ burst: SIGNING_BURST, perSecond: SIGNING_PER_SEC, maxKeys: MAX_BUDGETS });
 
   private constructor(
     readonly keys: KeySet,
@@ -115,7 +101,7 @@ export class InstanceIdentity {
     const key = `${vm.id}\0${revision}\0${full ? 1 : 0}\0${audience}`;
     const hit = this.tokens.get(key);
     if (hit && now - hit.iat < TOKEN_REUSE_SEC) return hit.token;
-    if (!this.budget.take(vm.id, now)) return Promise.reject(new SigningRateLimited());
+    if (!this.budget.take(vm.id, now * 1000)) return Promise.reject(new SigningRateLimited());
     const token = signIdentityToken(this.signer, identityClaims(vm, { issuer: this.issuer, audience, full, now }));
     token.catch(() => this.tokens.delete(key));
     return bounded(this.tokens, key, { iat: now, token }).token;

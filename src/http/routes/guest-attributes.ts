@@ -10,6 +10,7 @@ import { verifyToken } from './ec2-token.js';
 import type { RouteDeps, VmHandler } from './deps.js';
 import { flavourCheck, GOOGLE } from './gce.js';
 import type { VmView } from '../../registry/registry.js';
+import { TokenBuckets } from '../../rate.js';
 
 const FLAVOR = GOOGLE;
 export const GUEST_ATTRIBUTES_PATH = '/computeMetadata/v1/instance/guest-attributes';
@@ -45,22 +46,6 @@ export interface GuestAttributeSink {
 const BURST = 10;
 const MAX_IN_FLIGHT = 64;
 
-/** A token bucket per VM, so one guest writing in a loop slows nobody else. */
-class WriteRate {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-  constructor(private readonly perMinute: number) {}
-  take(vm: string, now = Date.now()): boolean {
-    const b = this.buckets.get(vm) ?? { tokens: BURST, at: now };
-    b.tokens = Math.min(BURST, b.tokens + ((now - b.at) / 60_000) * this.perMinute);
-    b.at = now;
-    if (this.buckets.size > 100_000) this.buckets.clear();
-    this.buckets.set(vm, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-}
-
 /** The body, at most `max` bytes (null when longer), without buffering more than that. */
 async function boundedBody(c: Ctx, max: number): Promise<Uint8Array | null> {
   const declared = header(c, 'content-length');
@@ -86,7 +71,7 @@ async function boundedBody(c: Ctx, max: number): Promise<Uint8Array | null> {
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 export function guestAttributeRoutes(d: RouteDeps, sink: GuestAttributeSink | undefined, limits = DEFAULT_GUEST_ATTRIBUTE_LIMITS): void {
-  const rate = new WriteRate(limits.writesPerMinute);
+  const rate = new TokenBuckets({ burst: BURST, perSecond: limits.writesPerMinute / 60 });
   let inFlight = 0;
 
   const read: VmHandler = (_c, view, path, query) => {
