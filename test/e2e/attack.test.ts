@@ -15,18 +15,18 @@
 // routed to the other network; spoofed ARP. Each result is a marker section on its serial console.
 // The victim must keep its address, get no lease, and keep its data; mallory gets zero bytes of it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns } from './netns.js';
+import { Daemons } from './daemons.js';
 import { etcdArgs } from '../support/etcd-global.js';
 import { guestImage, readConsole, section } from './guest.js';
 import { eventually, ED25519 } from '../support/store.js';
 import { chainName } from '../../src/agent/names.js';
-import { readPid, isOurQemu } from '../../src/agent/qemu.js';
 import { ensureQemuUser, QEMU_USER } from '../support/qemu-user.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -120,22 +120,15 @@ describe('a hostile guest on the agent\'s network', () => {
   let ns: Netns;
   let farvm: Netns;
   let work: string;
-  const procs: ChildProcess[] = [];
-  const logs = new Map<string, string>();
+  const daemons = new Daemons();
+  const logs = daemons.logs;
   const consoles = { mallory: '', victim: '' };
   let victimId = '';
   const out = (who: keyof typeof consoles) => readConsole(consoles[who]);
 
   const cli = (...args: string[]) => ns.exec('node', [MAIN, ...args, '--store', STORE]);
-  const daemon = (name: string, where: Netns, cmd: string, args: string[]) => {
-    const p = where.spawn(cmd, args);
-    logs.set(name, '');
-    p.stdout!.on('data', (b) => logs.set(name, logs.get(name) + b));
-    p.stderr!.on('data', (b) => logs.set(name, logs.get(name) + b));
-    procs.push(p);
-    return p;
-  };
-  const dump = () => [...logs].map(([n, l]) => `--- ${n}\n${l.slice(-3000)}`).join('\n')
+  const daemon = (name: string, where: Netns, cmd: string, args: string[]) => daemons.start(name, where, cmd, args);
+  const dump = () => daemons.dump(3000)
     + `\n--- mallory\n${out('mallory').slice(-6000)}\n--- victim\n${out('victim').slice(-4000)}`;
   const counter = (chain: string, fragment: string) => {
     const line = chain.split('\n').find((l) => l.includes(fragment));
@@ -228,13 +221,7 @@ describe('a hostile guest on the agent\'s network', () => {
 
   afterAll(async () => {
     if (work) writeFileSync(join(REPO, '.test-cache', 'attack-last-run.log'), `${dump()}\n--- mallory chain\n${malloryChain}\n--- host chains\n${hostChains}`);
-    for (const p of procs.reverse()) p.kill('SIGTERM');
-    for (const name of ['mallory', 'victim']) {
-      const pid = work ? readPid(join(work, 'state', 'lab', name)) : undefined;
-      if (pid && isOurQemu(pid, `lab/${name}`)) process.kill(pid, 'SIGKILL');
-    }
-    await new Promise((r) => setTimeout(r, 300));
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    await daemons.stop({ stateDir: work && join(work, 'state'), network: 'lab', names: ['mallory', 'victim'] });
     await farvm?.delete();
     await ns?.delete();
     if (work) rmSync(work, { recursive: true, force: true });

@@ -14,18 +14,18 @@
 // user-data): `vm known-hosts` lines let ssh in with strict host key checking, and the DNS's
 // SSHFP records equal `ssh-keygen -r` in the guest.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns } from './netns.js';
+import { Daemons } from './daemons.js';
 import { ssh, sshKey, type SshKey } from './ssh.js';
 import { readConsole } from './guest.js';
 import { etcdArgs } from '../support/etcd-global.js';
 import { eventually } from '../support/store.js';
 import { ensureQemuUser, QEMU_USER } from '../support/qemu-user.js';
-import { readPid, isOurQemu } from '../../src/agent/qemu.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(REPO, 'dist/cli/main.js');
@@ -80,23 +80,15 @@ describe('a Debian 12 cloud guest launched by the agent', () => {
   let ns: Netns;
   let work: string;
   let images: string;
-  const procs: ChildProcess[] = [];
-  const logs = new Map<string, string>();
+  const daemons = new Daemons();
   const keys = {} as Record<'alice' | 'mallory' | 'alice2', SshKey>;
   const ids = {} as Record<VmName, string>;
   const bootSeconds = {} as Record<VmName, number>;
 
   const cli = (...args: string[]) => ns.exec('node', [MAIN, ...args, '--store', STORE]);
-  const daemon = (name: string, cmd: string, args: string[]) => {
-    const p = ns.spawn(cmd, args);
-    logs.set(name, '');
-    p.stdout!.on('data', (b) => logs.set(name, logs.get(name) + b));
-    p.stderr!.on('data', (b) => logs.set(name, logs.get(name) + b));
-    procs.push(p);
-    return p;
-  };
+  const daemon = (name: string, cmd: string, args: string[]) => daemons.start(name, ns, cmd, args);
   const consoleOf = (vm: VmName) => readConsole(join(work, 'state', 'lab', vm, 'console.log'));
-  const dump = () => [...logs].map(([n, l]) => `--- ${n}\n${l.slice(-3000)}`).join('\n')
+  const dump = () => daemons.dump(3000)
     + (Object.keys(VMS) as VmName[]).map((vm) => `\n--- console ${vm}\n${consoleOf(vm).slice(-5000)}`).join('');
   const as = (vm: VmName, key: SshKey, command: string, timeoutMs?: number) => ssh(ns.name, key, VMS[vm].address, command, timeoutMs);
   /** Runs `command` in the guest as the owner; fails the test with its stderr when it fails. */
@@ -175,13 +167,7 @@ describe('a Debian 12 cloud guest launched by the agent', () => {
 
   afterAll(async () => {
     if (work) writeFileSync(join(REPO, '.test-cache', 'debian-guest-last-run.log'), dump());
-    for (const p of procs.reverse()) p.kill('SIGTERM');
-    for (const vm of Object.keys(VMS)) {
-      const pid = work ? readPid(join(work, 'state', 'lab', vm)) : undefined;
-      if (pid && isOurQemu(pid, `lab/${vm}`)) process.kill(pid, 'SIGKILL');
-    }
-    await new Promise((r) => setTimeout(r, 300));
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    await daemons.stop({ stateDir: work && join(work, 'state'), network: 'lab', names: Object.keys(VMS) });
     await ns?.delete();
     if (work) rmSync(work, { recursive: true, force: true });
   }, 60_000);

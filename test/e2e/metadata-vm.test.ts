@@ -6,18 +6,19 @@
 // resolves `metadata`, fetches its own metadata and its owner's key; then it takes another VM's
 // address and asks again: the agent's nftables rules drop it and it gets nothing of that VM's.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns } from './netns.js';
+import { Daemons } from './daemons.js';
 import { etcdArgs } from '../support/etcd-global.js';
 import { guestImage, readConsole, section } from './guest.js';
 import { eventually, ED25519 } from '../support/store.js';
 import { tapName, chainName } from '../../src/agent/names.js';
-import { readPid, isOurQemu } from '../../src/agent/qemu.js';
+import { isOurQemu } from '../../src/agent/qemu.js';
 import { ensureQemuUser, QEMU_USER } from '../support/qemu-user.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -54,20 +55,12 @@ echo "GUEST: spoof-begin"; ip -6 addr show dev eth0 scope global; req /keys "$ad
 describe('a real VM on the metadata network', () => {
   let ns: Netns;
   let work: string;
-  const procs: ChildProcess[] = [];
-  const logs = new Map<string, string>();
+  const daemons = new Daemons();
   let consolePath: string;
 
   const cli = (...args: string[]) => ns.exec('node', [MAIN, ...args, '--store', STORE]);
-  const daemon = (name: string, cmd: string, args: string[]) => {
-    const p = ns.spawn(cmd, args);
-    logs.set(name, '');
-    p.stdout!.on('data', (b) => logs.set(name, logs.get(name) + b));
-    p.stderr!.on('data', (b) => logs.set(name, logs.get(name) + b));
-    procs.push(p);
-    return p;
-  };
-  const dump = () => [...logs].map(([n, l]) => `--- ${n}\n${l.slice(-4000)}`).join('\n') + `\n--- console\n${readConsole(consolePath).slice(-6000)}`;
+  const daemon = (name: string, cmd: string, args: string[]) => daemons.start(name, ns, cmd, args);
+  const dump = () => daemons.dump(4000) + `\n--- console\n${readConsole(consolePath).slice(-6000)}`;
 
   beforeAll(async () => {
     if (!existsSync(MAIN)) throw new Error('dist/cli/main.js is missing: build first (npm test runs `npm run build`)');
@@ -115,11 +108,7 @@ describe('a real VM on the metadata network', () => {
   afterAll(async () => {
     // Kept for whoever reads a failure: the guest's console and the daemons' logs.
     if (consolePath) writeFileSync(join(REPO, '.test-cache', 'e2e-last-run.log'), dump());
-    for (const p of procs.reverse()) p.kill('SIGTERM');
-    const pid = work ? readPid(join(work, 'state', 'lab', 'web1')) : undefined;
-    if (pid && isOurQemu(pid, 'lab/web1')) process.kill(pid, 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 300));
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    await daemons.stop({ stateDir: work && join(work, 'state'), network: 'lab', names: ['web1'] });
     await ns?.delete();
     if (work) rmSync(work, { recursive: true, force: true });
   });
