@@ -28,31 +28,12 @@ export class HttpMetrics {
         }
       },
     });
-    new Counter({
-      name: 'uncloud_metadata_http_identity_failures_total', help: 'Requests whose source address matched no VM, by reason',
-      labelNames: ['reason'], registers: [register],
-      collect() {
-        this.reset();
-        for (const [reason, n] of self.identityFailures) this.inc({ reason }, n);
-      },
-    });
-    new Counter({
-      name: 'uncloud_metadata_http_identity_total', help: 'Requests whose VM was identified, by identity step (address: exact source address; linklocal: EUI-64 link-local on the network\'s bridge)',
-      labelNames: ['by'], registers: [register],
-      collect() {
-        this.reset();
-        this.inc({ by: 'address' }, self.byAddress);
-        for (const [by, n] of self.identities) this.inc({ by }, n);
-      },
-    });
-    new Counter({
-      name: 'uncloud_metadata_http_refused_spoofs_total', help: 'Refused spoof attempts: source in a served prefix matching no VM, proxy headers, foreign Host',
-      labelNames: ['reason'], registers: [register],
-      collect() {
-        this.reset();
-        for (const [reason, n] of self.refusals) this.inc({ reason }, n);
-      },
-    });
+    countedBy(register, 'uncloud_metadata_http_identity_failures_total', 'Requests whose source address matched no VM, by reason',
+      'reason', () => self.identityFailures);
+    countedBy(register, 'uncloud_metadata_http_identity_total', 'Requests whose VM was identified, by identity step (address: exact source address; linklocal: EUI-64 link-local on the network\'s bridge)',
+      'by', () => [['address', self.byAddress], ...self.identities]);
+    countedBy(register, 'uncloud_metadata_http_refused_spoofs_total', 'Refused spoof attempts: source in a served prefix matching no VM, proxy headers, foreign Host',
+      'reason', () => self.refusals);
     new Gauge({
       name: 'uncloud_metadata_http_waiters', help: 'GCE wait_for_change long-poll requests waiting now', registers: [register],
       collect() { this.set(self.waiters); },
@@ -67,14 +48,27 @@ export class HttpMetrics {
 
   identified(by: 'address' | 'linklocal'): void {
     if (by === 'address') this.byAddress++;
-    else this.identities.set(by, (this.identities.get(by) ?? 0) + 1);
+    else bump(this.identities, by);
   }
 
   refused(reason: string): void {
-    this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);
+    bump(this.refusals, reason);
   }
 
   identityFailure(reason: string): void {
-    this.identityFailures.set(reason, (this.identityFailures.get(reason) ?? 0) + 1);
+    bump(this.identityFailures, reason);
   }
+}
+
+const bump = (counts: Map<string, number>, key: string) => counts.set(key, (counts.get(key) ?? 0) + 1);
+
+/** A counter with one label, read at scrape time from counts the hot path keeps. */
+function countedBy(register: PromRegistry, name: string, help: string, label: string, counts: () => Iterable<[string, number]>): void {
+  new Counter({
+    name, help, labelNames: [label], registers: [register],
+    collect() {
+      this.reset();
+      for (const [value, n] of counts()) this.inc({ [label]: value }, n);
+    },
+  });
 }
