@@ -13,6 +13,7 @@ import {
 import { parseAddress, parsePrefix, prefixContains, reverseZones, type IPAddress, type Prefix } from '../model/ip.js';
 import { canonicalVm } from './canonical-vm.js';
 import { eui64AddressIn, eui64Prefix, type Eui64Prefix } from '../model/eui64.js';
+import { parseJson } from '../store/json.js';
 
 export interface NetworkView {
   network: Network;
@@ -68,14 +69,6 @@ interface UserRec extends Rec<User> {
   text: string;
   /** The user's key texts, shared by the views of all their VMs. */
   keyTexts: string[];
-}
-
-function parseJsonOr(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Adds to / removes from a Map of Sets (the owner and network indexes of VM keys). */
@@ -238,7 +231,7 @@ export class Registry extends EventEmitter implements StateSink {
     const none = { vms: [], networks: false };
     switch (k.kind) {
       case 'layout': {
-        const v = (parseJsonOr(value) as { v?: unknown } | undefined)?.v;
+        const v = (parseJson(value) as { v?: unknown } | undefined)?.v;
         this.layout = typeof v === 'number' ? v : undefined;
         return none;
       }

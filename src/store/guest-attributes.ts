@@ -4,6 +4,7 @@
 import type { Kv } from './kv.js';
 import type { Keys } from './keys.js';
 import { GuestAttributesSchema, type GuestAttributes } from '../model/schema.js';
+import { parseJson } from './json.js';
 
 export type GuestAttributeRefusal = { status: 404 | 409 | 413; message: string };
 
@@ -14,14 +15,6 @@ const ATTEMPTS = 5;
  * and one guest writing at its allowed rate filled an 8 MiB quota in 90 s (2 GiB in hours).
  */
 export const MAX_RECORD_BYTES = 64 * 1024;
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
 
 const idOf = (vmText: string) => (parseJson(vmText) as { id?: unknown } | undefined)?.id;
 

@@ -17,6 +17,7 @@ import { namesNest, parseAddress, parsePrefix, prefixContains, reverseZones } fr
 import { randomLocalMac } from '../model/mac.js';
 import { eui64Address } from '../model/eui64.js';
 import { BASE64_FIELD, MAX_DATA_BYTES, encodeData, type DataKind } from '../model/user-data.js';
+import { parseJson } from './json.js';
 
 /** A transaction's parts, gathered from several helpers. */
 interface Ops { compares: KvCompare[]; puts: Put[]; deletes: string[] }
@@ -484,14 +485,6 @@ function overlaps(a: string, b: string): boolean {
   const pa = parsePrefix(a)!;
   const pb = parsePrefix(b)!;
   return prefixContains(pa, pb.address) || prefixContains(pb, pa.address);
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
