@@ -32,19 +32,37 @@ const CHURN_SECONDS = Number(process.env.BRIDGE_CHURN_SECONDS ?? 12);
 // The client: GETs in a tight loop until told to stop (SIGTERM). A stale neighbour entry loses
 // requests for seconds (until neighbour discovery gives up on the old MAC); the 5 s deadline
 // catches that without counting a moment of CPU starvation on a loaded machine as a failure.
+// Each failure is kept with its code, how far the request got, and ownStallMs: the longest the
+// client's own timers ran late during it (a timeout with a stall that long is the client's CPU,
+// not the network).
 const CLIENT = `
 const http = require('node:http');
-let ok = 0, failed = 0, stop = false; const errors = {};
+let ok = 0, stop = false, beat = Date.now(), stall = 0; const errors = [];
 process.on('SIGTERM', () => { stop = true; });
+setInterval(() => { const now = Date.now(); stall = Math.max(stall, now - beat - 50); beat = now; }, 50).unref();
 const once = () => new Promise((resolve) => {
+  const at = Date.now(); let phase = 'connecting', port, done = false; stall = 0;
+  const failed = (e) => { if (done) return; done = true; errors.push({ at, ms: Date.now() - at, message: e.message, code: e.code, phase, port, ownStallMs: stall }); resolve(); };
   const req = http.get({ host: '${METADATA6}', port: 80, path: '/', localAddress: '${CLIENT6}', family: 6, agent: false, timeout: 5000 }, (res) => {
-    res.resume(); res.on('end', () => { res.statusCode === 200 ? ok++ : failed++; resolve(); });
+    phase = 'response';
+    res.on('error', failed);
+    res.resume(); res.on('end', () => { if (res.statusCode !== 200) failed(new Error('status ' + res.statusCode)); else if (!done) { done = true; ok++; } });
   });
+  req.on('socket', (s) => s.once('connect', () => { phase = 'connected'; port = s.localPort; }));
   req.on('timeout', () => req.destroy(new Error('timeout')));
-  req.on('error', (e) => { failed++; errors[e.message] = (errors[e.message] || 0) + 1; resolve(); });
+  req.on('error', failed);
+  req.on('close', () => resolve());
 });
-(async () => { while (!stop) await once(); process.stdout.write(JSON.stringify({ ok, failed, errors })); })();
+(async () => { while (!stop) await once(); process.stdout.write(JSON.stringify({ ok, failed: errors.length, errors })); })();
 `;
+
+interface ClientError { at: number; ms: number; message: string; code?: string; phase: string; port?: number; ownStallMs: number }
+
+/** The latest of `events` at or before `at`, as "step (+ms)", times relative to t0. */
+function lastBefore(events: { at: number; step: string }[], at: number, t0: number): string {
+  const prior = events.filter((e) => e.at <= at).sort((a, b) => b.at - a.at)[0];
+  return prior ? `${prior.step} at ${prior.at - t0} ms` : 'before the first step';
+}
 
 describe('bridge MAC while VMs come and go', () => {
   const t = etcdTestStore();
@@ -55,6 +73,8 @@ describe('bridge MAC while VMs come and go', () => {
   const logger = capturingLogger();
   const procs: { kill(): void }[] = [];
   const mac = async (dev: string) => (JSON.parse(await ns.ip(['-j', 'link', 'show', dev])) as { address: string }[])[0].address;
+  const forget = () => client.ip(['-6', 'neigh', 'del', METADATA6, 'dev', 'cl1'])
+    .catch((err: Error) => { if (!/No such file/.test(err.message)) throw err; return ''; });
   const running = async () => (await t.store.kv.range(t.store.keys.statesOf('hv1'))).entries
     .map((e) => VmStateSchema.parse(JSON.parse(e.value))).filter((s) => s.state === 'running').length;
 
@@ -117,29 +137,44 @@ describe('bridge MAC while VMs come and go', () => {
 
     // VMs whose MACs are the lowest unicast ones there are, on both bridges, added and removed.
     const t0 = Date.now();
+    const steps: { at: number; step: string }[] = [];
+    const step = (what: string) => steps.push({ at: Date.now(), step: what });
     let cycles = 0;
     const seen = new Set<string>();
     while (Date.now() - t0 < CHURN_SECONDS * 1000) {
       const names = [0, 1, 2].map((i) => `low${cycles}x${i}`);
+      step(`cycle ${cycles}: add`);
       for (const [i, n] of names.entries()) {
         await t.writer.addVm({ name: n, network: i === 2 ? ADOPTED : NET, host: 'hv1', mac: `02:00:00:00:${(cycles & 0xff).toString(16).padStart(2, '0')}:0${i}`, resources: { memoryMiB: 64, cpus: 1 } });
       }
       await eventually(async () => (await running()) === 5, 30_000);
+      step(`cycle ${cycles}: running`);
       for (const l of await taps(ns)) seen.add(l.ifname);
       // The client forgets the bridge's MAC and asks again, as an idle guest does: it now holds
       // whatever MAC the bridge has while these VMs run (a tap's, if the bridge followed its ports).
-      await client.ip(['-6', 'neigh', 'flush', 'dev', 'cl1']);
+      // One delete of the one entry, which the loop keeps REACHABLE: not `ip neigh flush`, which
+      // deletes in rounds until none is left, so its second round caught the entry the loop had
+      // just re-created, still INCOMPLETE with a SYN queued, and the kernel failed that connect
+      // (EHOSTUNREACH) — an administrator's delete of a resolution in progress, nothing a guest sees.
+      await forget();
+      step(`cycle ${cycles}: bridge's MAC forgotten`);
       await sleep(1000);
       expect(await mac(`br-${NET}`)).toBe(before);
       expect(await mac(`br-${ADOPTED}`)).toBe(adoptedBefore);
+      step(`cycle ${cycles}: remove`);
       for (const [i, n] of names.entries()) await t.writer.removeVm(n, i === 2 ? ADOPTED : NET);
       await eventually(async () => (await taps(ns)).length === 2, 30_000);
+      step(`cycle ${cycles}: removed`);
       cycles++;
     }
     loop.kill('SIGTERM');
     await ended;
-    const result = JSON.parse(out) as { ok: number; failed: number; errors: Record<string, number> };
-    figure('bridge-mac-churn', { seconds: CHURN_SECONDS, cycles, tapsSeen: seen.size, requests: result.ok + result.failed, failed: result.failed, errors: result.errors });
+    const result = JSON.parse(out) as { ok: number; failed: number; errors: ClientError[] };
+    // Each failure with when it happened against the test's steps and the agent's log, so a
+    // failure in CI says what failed and during what.
+    const agentLog = logger.lines().map((l) => ({ at: Number(l.time), step: `agent: ${String(l.msg)}` }));
+    const errors = result.errors.map((e) => ({ ...e, at: e.at - t0, after: lastBefore([...steps, ...agentLog], e.at, t0) }));
+    figure('bridge-mac-churn', { seconds: CHURN_SECONDS, cycles, tapsSeen: seen.size, requests: result.ok + result.failed, failed: result.failed, errors });
     expect(cycles).toBeGreaterThanOrEqual(1);
     expect(seen.has(tapName('02:00:00:00:00:00'))).toBe(true);
     expect(result.ok).toBeGreaterThan(50);

@@ -54,10 +54,18 @@ describe('DNS under a million hostile packets', () => {
     const sock = createSocket('udp6');
     await new Promise<void>((r) => sock.bind(0, '::1', () => r()));
     let replies = 0;
-    let waiting: { id: number; resolve: (b: Buffer) => void } | undefined;
+    // The flood's ids are random, so a reply to a flood packet can carry the probe's id (the
+    // seed's stream has 5 such packets in the batch before their probe): the probe's answer is
+    // the reply with its id and its question, not merely its id.
+    let idCollisions = 0;
+    let waiting: { id: number; question: Buffer; resolve: (b: Buffer) => void } | undefined;
     sock.on('message', (msg) => {
       replies++;
-      if (waiting && msg.length >= 2 && msg.readUInt16BE(0) === waiting.id && (msg[2] & 0x80)) {
+      if (waiting && msg.length >= 12 && msg.readUInt16BE(0) === waiting.id && (msg[2] & 0x80)) {
+        if (!msg.subarray(12, 12 + waiting.question.length).equals(waiting.question)) {
+          idCollisions++;
+          return;
+        }
         const w = waiting;
         waiting = undefined;
         w.resolve(msg);
@@ -66,12 +74,13 @@ describe('DNS under a million hostile packets', () => {
     const send = (b: Buffer) => new Promise<void>((r) => sock.send(b, d.dnsPort, '::1', () => r()));
     /** A real AAAA for vm1: must come back NOERROR with answers. */
     const probe = async (id: number): Promise<Buffer | undefined> => {
+      const q = query(id, 'vm1.fuzz.test', 28);
       for (let attempt = 0; attempt < 3; attempt++) {
         const answer = new Promise<Buffer | undefined>((resolve) => {
-          waiting = { id, resolve };
+          waiting = { id, question: q.subarray(12), resolve };
           setTimeout(() => resolve(undefined), 2000);
         });
-        await send(query(id, 'vm1.fuzz.test', 28));
+        await send(q);
         const a = await answer;
         if (a) return a;
       }
@@ -166,7 +175,7 @@ describe('DNS under a million hostile packets', () => {
     expect(d.run.output()).not.toMatch(/uncaught|unhandled|FATAL|"level":60/i);
     const grownKiB = rssAfter - rssBefore;
     figure('dns-fuzz', {
-      packets: PACKETS, seed: SEED, ...kinds, replies, probesAnswered, probesLost, ms, packetsPerSecond: Math.round(PACKETS / (ms / 1000)),
+      packets: PACKETS, seed: SEED, ...kinds, replies, probesAnswered, probesLost, idCollisions, ms, packetsPerSecond: Math.round(PACKETS / (ms / 1000)),
       rssBeforeKiB: rssBefore, rssAfterKiB: rssAfter, rssMaxKiB: Math.max(...rssSamples, rssAfter), grownKiB, rssSamplesKiB: rssSamples,
       tcp: Object.fromEntries(['closed', 'error', 'held'].map((k) => [k, tcpGarbage.filter((x) => x === k).length])),
     });
