@@ -31,7 +31,8 @@ export interface VmView {
   vm: Vm;
   network: Network;
   owner?: User;
-  fqdn: string;
+  /** "<name>.<domain>" */
+  readonly fqdn: string;
   /** The EUI-64 address first, then explicit ones. */
   addresses6: string[];
   addresses4: string[];
@@ -64,11 +65,32 @@ export interface RegistryOptions {
 }
 
 interface Rec<T> { value: T; mod: number }
+/** A VM record and, once its network is served, its view: one map entry per VM. */
+interface VmEntry extends Rec<Vm> { view?: VmView }
+
+/**
+ * The one empty list every VM without addresses or keys of its own shares (most VMs): an array
+ * per VM per list was a third of the registry's objects at 100,000 VMs. Frozen, so a caller that
+ * tried to add to it would throw instead of changing every VM.
+ */
+const NONE: string[] = Object.freeze([]) as unknown as string[];
 interface UserRec extends Rec<User> {
   /** The stored text, to tell a re-put from a change. */
   text: string;
   /** The user's key texts, shared by the views of all their VMs. */
   keyTexts: string[];
+}
+
+/**
+ * The views the registry builds: the name is put together when asked rather than kept (a string
+ * per VM; renders that use it are cached, DNS answers too).
+ */
+class View implements VmView {
+  constructor(
+    public key: string, public vm: Vm, public network: Network, public owner: User | undefined,
+    public addresses6: string[], public addresses4: string[], public authorizedKeys: string[], public revision: number,
+  ) {}
+  get fqdn(): string { return `${this.vm.name}.${this.network.domain}`; }
 }
 
 /** Adds to / removes from a Map of Sets (the owner and network indexes of VM keys). */
@@ -97,14 +119,19 @@ export class Registry extends EventEmitter implements StateSink {
   private networkMods = new Map<string, number>();
   /** Owner copies by "<network>/<user>": a VM's owner is the copy in its own network. */
   private users = new Map<string, UserRec>();
-  private vms = new Map<string, Rec<Vm>>();
-  /** VM keys by "<network>/<owner>" and by network (records, whether or not they have a view): re-indexing after an owner or network change touches only those. */
+  /**
+   * Every VM record by "<network>/<name>", with its view. One map for both (a map of 100,000
+   * entries is 3.5 MiB); names are found through it too (vmByFqdn), not through a map of their own.
+   */
+  private vms = new Map<string, VmEntry>();
+  private viewCount = 0;
+  /**
+   * VM keys by "<network>/<owner>" (records, whether or not they have a view): re-indexing after
+   * an owner's keys change touches only theirs. A network change, rare, scans `vms` instead.
+   */
   private vmsByOwner = new Map<string, Set<string>>();
-  private vmsByNetwork = new Map<string, Set<string>>();
-  private views = new Map<string, VmView>();
   private byAddress = new Map<string, VmView>();
   private byMac = new Map<string, VmView>();
-  private byFqdn = new Map<string, VmView>();
   private vmStates = new Map<string, VmState>();
   /** Guest attributes by VM key, as the guest reported them (kept apart from the VM's view: they change often). */
   private attributes = new Map<string, GuestAttributes>();
@@ -124,21 +151,29 @@ export class Registry extends EventEmitter implements StateSink {
     return this.byAddress.get(address) ?? this.byAddress.get(parseAddress(address)?.toString() ?? '');
   }
   vmByMac(mac: string): VmView | undefined { return this.byMac.get(mac.toLowerCase()); }
-  vmByName(network: string, name: string): VmView | undefined { return this.views.get(`${network}/${name.toLowerCase()}`); }
-  vmByFqdn(fqdn: string): VmView | undefined { return this.byFqdn.get(fqdn.toLowerCase().replace(/\.$/, '')); }
-  vmByKey(key: string): VmView | undefined { return this.views.get(key); }
+  vmByName(network: string, name: string): VmView | undefined { return this.vms.get(`${network}/${name.toLowerCase()}`)?.view; }
+  /** The VM named by "<name>.<its network's domain>" (a VM name is one label). */
+  vmByFqdn(fqdn: string): VmView | undefined {
+    const name = fqdn.toLowerCase().replace(/\.$/, '');
+    const dot = name.indexOf('.');
+    const net = dot > 0 ? this.networksByDomain.get(name.slice(dot + 1)) : undefined;
+    return net && this.vms.get(`${net.network.name}/${name.slice(0, dot)}`)?.view;
+  }
+  vmByKey(key: string): VmView | undefined { return this.vms.get(key)?.view; }
   network(name: string): NetworkView | undefined { return this.networksByName.get(name); }
   networkByDomain(domain: string): NetworkView | undefined { return this.networksByDomain.get(domain.toLowerCase().replace(/\.$/, '')); }
   networks(): NetworkView[] { return [...this.networksByName.values()]; }
-  allVms(): IterableIterator<VmView> { return this.views.values(); }
-  get vmCount(): number { return this.views.size; }
+  *allVms(): IterableIterator<VmView> {
+    for (const e of this.vms.values()) if (e.view) yield e.view;
+  }
+  get vmCount(): number { return this.viewCount; }
   /** The owner record VMs of `network` see. */
   owner(network: string, name: string): User | undefined { return this.users.get(`${network}/${name}`)?.value; }
   vmState(key: string): VmState | undefined { return this.vmStates.get(key); }
   /** The guest attributes of a VM ("<network>/<name>"), only if they were written for this very VM. */
   guestAttributes(key: string): GuestAttributes['namespaces'] | undefined {
     const a = this.attributes.get(key);
-    return a && a.vmId === this.views.get(key)?.vm.id ? a.namespaces : undefined;
+    return a && a.vmId === this.vms.get(key)?.view?.vm.id ? a.namespaces : undefined;
   }
   hosts(): Host[] { return [...this.hostsByName.values()]; }
 
@@ -158,12 +193,10 @@ export class Registry extends EventEmitter implements StateSink {
     this.networkMods = new Map();
     this.users = new Map();
     this.vms = new Map();
+    this.viewCount = 0;
     this.vmsByOwner = new Map();
-    this.vmsByNetwork = new Map();
-    this.views = new Map();
     this.byAddress = new Map();
     this.byMac = new Map();
-    this.byFqdn = new Map();
     this.vmStates = new Map();
     this.attributes = new Map();
     this.hostsByName = new Map();
@@ -250,7 +283,7 @@ export class Registry extends EventEmitter implements StateSink {
         this.networksByName.set(n.name, view);
         this.networksByDomain.set(n.domain, view);
         this.networkMods.set(n.name, mod);
-        return { vms: index ? this.reindex(this.vmsByNetwork.get(n.name)) : [], networks: true };
+        return { vms: index ? this.reindex(this.vmsOf(n.name)) : [], networks: true };
       }
       case 'guest-attributes': {
         const [network, name] = k.parts;
@@ -283,10 +316,13 @@ export class Registry extends EventEmitter implements StateSink {
           return this.remove(key);
         }
         if (this.only && !this.only.has(vm.network)) return none;
+        if (vm.addresses.length === 0) vm.addresses = NONE;
+        if (vm.sshKeys.length === 0) vm.sshKeys = NONE;
         this.forgetVmRecord(vkey);
-        this.vms.set(vkey, { value: vm, mod });
+        // `view` from the start: added later, it would move the entry to a new shape with its
+        // properties out of line (a PropertyArray per VM).
+        this.vms.set(vkey, { value: vm, mod, view: undefined });
         if (vm.owner !== undefined) addTo(this.vmsByOwner, `${vm.network}/${vm.owner}`, vkey);
-        addTo(this.vmsByNetwork, vm.network, vkey);
         if (index) this.indexVm(vkey);
         return { vms: [vkey], networks: false };
       }
@@ -318,7 +354,7 @@ export class Registry extends EventEmitter implements StateSink {
         this.networksByName.delete(k.parts[0]);
         this.networksByDomain.delete(old.network.domain);
         this.networkMods.delete(k.parts[0]);
-        return { vms: this.reindex(this.vmsByNetwork.get(k.parts[0])), networks: true };
+        return { vms: this.reindex(this.vmsOf(k.parts[0])), networks: true };
       }
       case 'guest-attributes': {
         const vkey = `${k.parts[0]}/${k.parts[1]}`;
@@ -334,7 +370,6 @@ export class Registry extends EventEmitter implements StateSink {
         if (k.kind !== (this.opts.vmsFrom === 'launch' ? 'launch' : 'vm')) return { vms: [], networks: false };
         const vkey = k.kind === 'launch' ? `${k.parts[1]}/${k.parts[2]}` : `${k.parts[0]}/${k.parts[1]}`;
         if (!this.vms.has(vkey)) return { vms: [], networks: false };
-        this.unindexVm(vkey);
         this.forgetVmRecord(vkey);
         return { vms: [vkey], networks: false };
       }
@@ -349,16 +384,23 @@ export class Registry extends EventEmitter implements StateSink {
     }
   }
 
-  /** Drops a VM record and its owner/network index entries (not its view). */
+  /** Drops a VM record, its view and its owner index entry. */
   private forgetVmRecord(key: string): void {
     const old = this.vms.get(key);
     if (!old) return;
+    this.unindexVm(key);
     this.vms.delete(key);
     if (old.value.owner !== undefined) removeFrom(this.vmsByOwner, `${old.value.network}/${old.value.owner}`, key);
-    removeFrom(this.vmsByNetwork, old.value.network, key);
   }
 
-  private reindex(keys: Set<string> | undefined): string[] {
+  /** The keys of a network's VM records: a scan of every record, for a network change (rare). */
+  private vmsOf(network: string): string[] {
+    const out: string[] = [];
+    for (const [key, e] of this.vms) if (e.value.network === network) out.push(key);
+    return out;
+  }
+
+  private reindex(keys: Iterable<string> | undefined): string[] {
     if (!keys) return [];
     const out = [...keys];
     for (const key of out) this.indexVm(key);
@@ -366,13 +408,14 @@ export class Registry extends EventEmitter implements StateSink {
   }
 
   private unindexVm(key: string): void {
-    const old = this.views.get(key);
+    const entry = this.vms.get(key);
+    const old = entry?.view;
     if (!old) return;
-    this.views.delete(key);
+    entry.view = undefined;
+    this.viewCount--;
     for (const a of old.addresses6) if (this.byAddress.get(a) === old) this.byAddress.delete(a);
     for (const a of old.addresses4) if (this.byAddress.get(a) === old) this.byAddress.delete(a);
     if (this.byMac.get(old.vm.mac) === old) this.byMac.delete(old.vm.mac);
-    if (this.byFqdn.get(old.fqdn) === old) this.byFqdn.delete(old.fqdn);
   }
 
   /** (Re)builds one VM's view; a VM whose network is not served has no view. */
@@ -385,28 +428,23 @@ export class Registry extends EventEmitter implements StateSink {
     if (!net) return;
     const owner = vm.owner ? this.users.get(`${vm.network}/${vm.owner}`) : undefined;
     const addresses6 = [eui64AddressIn(net.slaac!, vm.mac)];
-    const addresses4: string[] = [];
+    let addresses4 = NONE;
     for (const text of vm.addresses) {
       const a = parseAddress(text)!;
-      (a.kind() === 'ipv6' ? addresses6 : addresses4).push(a.toString());
+      if (a.kind() === 'ipv6') addresses6.push(a.toString());
+      else (addresses4 === NONE ? (addresses4 = []) : addresses4).push(a.toString());
     }
     const ownerKeys = owner?.keyTexts ?? [];
-    const view: VmView = {
-      key,
-      vm,
-      network: net.network,
-      owner: owner?.value,
-      fqdn: `${vm.name}.${net.network.domain}`,
-      addresses6,
-      addresses4,
+    const view = new View(
+      key, vm, net.network, owner?.value, addresses6, addresses4,
       // Most VMs carry no keys of their own: they share their owner's list (never mutated).
-      authorizedKeys: vm.sshKeys.length ? [...ownerKeys, ...vm.sshKeys] : ownerKeys,
-      revision: Math.max(rec.mod, owner?.mod ?? 0, this.networkMods.get(vm.network) ?? 0),
-    };
-    this.views.set(key, view);
+      vm.sshKeys.length ? [...ownerKeys, ...vm.sshKeys] : ownerKeys,
+      Math.max(rec.mod, owner?.mod ?? 0, this.networkMods.get(vm.network) ?? 0),
+    );
+    rec.view = view;
+    this.viewCount++;
     for (const a of addresses6) this.byAddress.set(a, view);
     for (const a of addresses4) this.byAddress.set(a, view);
     this.byMac.set(vm.mac, view);
-    this.byFqdn.set(view.fqdn, view);
   }
 }
