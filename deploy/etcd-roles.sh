@@ -65,10 +65,13 @@ case "${1:-}" in
     h="$2"
     r="uncloud-host-$h"
     role "$r"
-    # Network records (bridges, metadata addresses, forwarding), its launch specs (VMs without
-    # user-data), its heartbeat and its reports. Not vms/ (user-data), not other hosts.
+    # Its copies of the networks its VMs use (bridges, metadata addresses, forwarding), its launch
+    # specs (VMs without user-data), its heartbeat and its reports. Not networks/ (other networks),
+    # not vms/ (user-data), not other hosts.
     read_key "$r" "$P/layout"
-    read_prefix "$r" "$P/networks/"
+    read_prefix "$r" "$P/hosts/$h/networks/"
+    # Layout 2 agents read every network record: a role made then loses that grant here.
+    etcdctl role revoke-permission "$r" "$P/networks/" --prefix=true >/dev/null 2>&1 || true
     read_prefix "$r" "$P/hosts/$h/vms/"
     write_key "$r" "$P/hosts/$h"
     write_prefix "$r" "$P/hosts/$h/state/"

@@ -1,5 +1,5 @@
 // One agent's store side, alone in a process: load and follow what the agent of HOST reads
-// (Keys.agentRanges: network records, its launch specs, its reports) into a registry fed by launch
+// (Keys.agentRanges: its network copies, its launch specs, its reports) into a registry fed by launch
 // specs, as startAgent does, and print how long that took and what it holds. No qemu is started.
 // Usage: node bench/lib/agent-load.mjs HOST:PORT PREFIX HOST
 import { EtcdKv } from '../../dist/store/etcd/kv.js';

@@ -5,7 +5,7 @@
 // are identified as a VM (as in the demo).
 import { Etcd3 } from 'etcd3';
 import { Keys, LAYOUT } from '../../dist/store/keys.js';
-import { launchSpec } from '../../dist/store/derived.js';
+import { hostNetworkCopy, launchSpec } from '../../dist/store/derived.js';
 import { eui64Address } from '../../dist/model/eui64.js';
 import { parsePrefix } from '../../dist/model/ip.js';
 import { NetworkSchema, UserSchema, VmSchema } from '../../dist/model/schema.js';
@@ -39,12 +39,24 @@ export function user(i) {
   return { v: 1, name: `user${i}`, keys: [{ name: 'laptop', key: sshKey(i) }] };
 }
 
-/** With `hosts`, VM i runs on hv<floor(i / 1000) % hosts>: each host gets a thousand VMs spread over the networks. */
+/**
+ * With `hosts`, VM i (network n = i % networks, the j-th of it, j = floor(i / networks)) runs on
+ * one of ten hosts its network spreads over, as a scheduler packing tenants would place it: with
+ * 1,000 networks of 1,000 VMs on 1,000 hosts, each host runs 1,000 VMs of 10 networks (hv0: 100
+ * each of net0, net100, ..., net900).
+ */
+function hostOf(i, networks, hosts) {
+  const spread = Math.min(10, hosts);
+  const n = i % networks;
+  const j = Math.floor(i / networks);
+  return ((n % Math.max(1, Math.floor(hosts / spread))) * spread + (j % spread)) % hosts;
+}
+
 export function vm(i, { networks, users, hosts = 0 }) {
   return {
     v: 1, id: `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`, name: `vm${i}`,
     network: networkName(i % networks), owner: users ? `user${i % users}` : undefined, mac: vmMac(i), addresses: [],
-    ...(hosts ? { host: `hv${Math.floor(i / 1000) % hosts}` } : {}),
+    ...(hosts ? { host: `hv${hostOf(i, networks, hosts)}` } : {}),
     resources: { memoryMiB: 512, cpus: 1 }, userData: `#cloud-config\nhostname: vm${i}\n`, meta: { role: 'bench', rack: `r${i % 40}` },
     sshKeys: [], requireToken: false, createdAt: '2024-01-01T00:00:00.000Z',
   };
@@ -66,6 +78,7 @@ export function* records(keys, { vms, users, networks, hosts = 0 }) {
   for (let i = 0; i < users; i++) yield [keys.user(`user${i}`), user(i)];
   const prefixes = nets.map((n) => parsePrefix(n.prefix6, 6));
   const copies = new Set();
+  const placed = new Set();
   const withClaims = function* (v, netIndex) {
     yield [keys.vm(v.network, v.name), v];
     if (v.owner) {
@@ -77,7 +90,15 @@ export function* records(keys, { vms, users, networks, hosts = 0 }) {
         yield [keys.owner(v.network, v.owner), user(Number(v.owner.slice('user'.length)))];
       }
     }
-    if (v.host) yield [keys.launch(v.host, v.network, v.name), launchSpec(v)];
+    if (v.host) {
+      yield [keys.launch(v.host, v.network, v.name), launchSpec(v)];
+      // The host's copy of the network and its marker, with its first VM there.
+      if (!placed.has(`${v.network}/${v.host}`)) {
+        placed.add(`${v.network}/${v.host}`);
+        yield [keys.hostNetwork(v.host, v.network), hostNetworkCopy(nets[netIndex], () => undefined)];
+        yield [keys.placed(v.network, v.host), ''];
+      }
+    }
     const owner = `${v.network}/${v.name}`;
     yield [keys.mac(v.mac), owner];
     yield [keys.address(eui64Address(prefixes[netIndex], v.mac)), owner];

@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { OpenedStore } from '../store/open.js';
+import { LAYOUT } from '../store/keys.js';
 import { Registry, type VmView } from '../registry/registry.js';
 import { bridgeMac, bridgeName, tapHostMac, tapName, vmDir } from './names.js';
 import { Links } from './links.js';
@@ -58,6 +59,9 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
+/** The store is in another layout: this agent would not see its VMs (one line; nothing is touched). */
+export class LayoutRefused extends Error {}
+
 function packageVersion(): string {
   try {
     return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -79,6 +83,10 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   registry.on('change', () => agent.schedule());
   const source = opts.store.source(opts.log, opts.store.keys.agentRanges(opts.host));
   await source.start(registry);
+  if (registry.layout !== undefined && registry.layout !== LAYOUT) {
+    await source.close();
+    throw new LayoutRefused(`store at ${opts.store.keys.root} has layout ${registry.layout}: run \`uncloud-metadata store migrate\` (this agent reads layout ${LAYOUT}); no VM was touched`);
+  }
   await agent.start();
   return {
     ready: () => registry.loaded && source.health().connected,
@@ -100,6 +108,8 @@ class HostAgent {
   private appliedRules?: string;
   /** Bridges already warned about (no fixed MAC), once each. */
   private readonly floatingWarned = new Set<string>();
+  /** The layout last warned about (the store not in ours), once per layout seen. */
+  private layoutWarned?: number | null = null;
   private readonly rules: HostRules;
   private running?: Promise<void>;
   private again = false;
@@ -184,6 +194,15 @@ class HostAgent {
 
   private async reconcile(): Promise<void> {
     if (!this.registry.loaded) return;
+    // Without the marker (an empty store, or layout 1) or in another layout, this host's VMs may
+    // simply be invisible here: stopping them for that would be the worst answer. Wait instead.
+    if (this.registry.layout !== LAYOUT) {
+      if (this.layoutWarned !== this.registry.layout) {
+        this.layoutWarned = this.registry.layout;
+        this.opts.log.warn({ layout: this.registry.layout ?? null, reads: LAYOUT }, 'store is not in the layout this agent reads: nothing is started or stopped until it is (`uncloud-metadata store migrate`)');
+      }
+      return;
+    }
     const desired = new Map<string, VmView>();
     for (const v of this.registry.allVms()) if (v.vm.host === this.opts.host) desired.set(v.key, v);
 

@@ -23,18 +23,16 @@ export function tapPolicy(v: VmView, tap: string): TapPolicy {
   };
 }
 
-/** Prefixes a network's `forwardTo` names, resolved against the networks known now. */
-export function networkPolicy(n: Network, all: NetworkView[]): NetworkPolicy {
-  const to = n.forwardTo ?? [];
-  const anywhere = to.includes('*');
-  const targets = anywhere ? [] : all.filter((o) => o.network.name !== n.name && to.includes(o.network.name));
+/** A network's metadata addresses and where its guests may be routed (resolved by the writer in the host copy). */
+export function networkPolicy(view: NetworkView): NetworkPolicy {
+  const n = view.network;
   return {
     name: n.name,
     bridge: bridgeName(n),
     metadata6: metadataAddresses(n).v6,
     metadata4: metadataAddresses(n).v4,
-    forward6: anywhere ? ['::/0'] : targets.map((o) => o.network.prefix6),
-    forward4: anywhere ? ['0.0.0.0/0'] : targets.flatMap((o) => (o.network.prefix4 ? [o.network.prefix4] : [])),
+    forward6: view.forward?.v6 ?? [],
+    forward4: view.forward?.v4 ?? [],
   };
 }
 
@@ -45,9 +43,11 @@ export class HostRules {
 
   /** The ruleset for these VMs (each with the tap it is plugged into). */
   render(vms: { view: VmView; tap: string }[], networks: NetworkView[]): string {
-    const nets = new Map<string, Network>();
+    const byName = new Map(networks.map((n) => [n.network.name, n]));
+    const nets = new Map<string, NetworkView>();
     for (const { view } of vms) {
-      nets.set(view.network.name, view.network);
+      const net = byName.get(view.network.name);
+      if (net) nets.set(view.network.name, net);
       if (!isSlaac64(view.network) && !this.warned.has(view.network.name)) {
         this.warned.add(view.network.name);
         this.log.warn({ network: view.network.name, prefix6: view.network.prefix6 }, 'prefix6 is not a /64: this network is not served, its VMs\' taps drop everything');
@@ -55,7 +55,7 @@ export class HostRules {
     }
     return renderRuleset(
       vms.map(({ view, tap }) => tapPolicy(view, tap)),
-      [...nets.values()].filter(isSlaac64).map((n) => networkPolicy(n, networks)),
+      [...nets.values()].filter((n) => isSlaac64(n.network)).map(networkPolicy),
     );
   }
 }

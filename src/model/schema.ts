@@ -72,6 +72,22 @@ export const NetworkSchema = z.object({
 });
 export type Network = z.output<typeof NetworkSchema>;
 
+/**
+ * A network as the agent of a host running its VMs reads it (hosts/<host>/networks/<network>): the
+ * fields that shape bridges, taps and nftables rules, and `forwardTo` resolved by the writer to the
+ * target networks' prefixes ("::/0" and "0.0.0.0/0" for anywhere), so the agent never reads other
+ * networks' records.
+ */
+export const HostNetworkSchema = z.object({
+  v: z.literal(1),
+  network: NetworkSchema,
+  forward6: z.array(prefix(6)),
+  forward4: z.array(prefix(4)),
+}).strict();
+export type HostNetwork = z.output<typeof HostNetworkSchema>;
+/** The network fields a host copy keeps (placement, upstreams and DNS switches stay with the appliance). */
+export const HOST_NETWORK_FIELDS = ['v', 'name', 'prefix6', 'prefix4', 'domain', 'metadata6', 'metadata4', 'bridge', 'replicas6', 'replicas4'] as const;
+
 /** Every address `metadata` has in this network: the first replica's, then the others'. */
 export function metadataAddresses(n: Pick<Network, 'metadata6' | 'metadata4' | 'replicas6' | 'replicas4'>): { v6: string[]; v4: string[] } {
   return {

@@ -7,7 +7,7 @@ import type { z } from 'zod';
 import type { KvChange, KvEntry, StateSink } from '../store/kv.js';
 import { Keys, type ParsedKey } from '../store/keys.js';
 import {
-  HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, GuestAttributesSchema, describeIssues,
+  HostNetworkSchema, HostSchema, NetworkSchema, UserSchema, VmSchema, VmStateSchema, GuestAttributesSchema, describeIssues,
   type GuestAttributes, type Host, type Network, type User, type Vm, type VmState,
 } from '../model/schema.js';
 import { parseAddress, parsePrefix, prefixContains, reverseZones, type IPAddress, type Prefix } from '../model/ip.js';
@@ -23,6 +23,8 @@ export interface NetworkView {
   prefix4?: Prefix;
   /** ip6.arpa (and in-addr.arpa) zones this network answers PTR for, without trailing dot. */
   reverseZones: string[];
+  /** Where hosts may route its guests, resolved to prefixes (from a host copy: the agent's registry only). */
+  forward?: { v6: string[]; v4: string[] };
 }
 
 export interface VmView {
@@ -117,6 +119,8 @@ export class Registry extends EventEmitter implements StateSink {
   private networksByName = new Map<string, NetworkView>();
   private networksByDomain = new Map<string, NetworkView>();
   private networkMods = new Map<string, number>();
+  /** The stored text of each network (or host copy), to tell a re-put from a change. */
+  private networkTexts = new Map<string, string>();
   /** Owner copies by "<network>/<user>": a VM's owner is the copy in its own network. */
   private users = new Map<string, UserRec>();
   /**
@@ -191,6 +195,7 @@ export class Registry extends EventEmitter implements StateSink {
     this.networksByName = new Map();
     this.networksByDomain = new Map();
     this.networkMods = new Map();
+    this.networkTexts = new Map();
     this.users = new Map();
     this.vms = new Map();
     this.viewCount = 0;
@@ -265,13 +270,22 @@ export class Registry extends EventEmitter implements StateSink {
     switch (k.kind) {
       case 'layout': {
         const v = (parseJson(value) as { v?: unknown } | undefined)?.v;
+        const before = this.layout;
         this.layout = typeof v === 'number' ? v : undefined;
-        return none;
+        // Readers refuse or wait on a layout they do not read: a new one is news to all of them.
+        return { vms: [], networks: index && this.layout !== before };
       }
-      case 'network': {
-        const n = this.decode(NetworkSchema, key, value);
-        if (!n || n.name !== k.parts[0]) return n ? (this.skip(key, 'name does not match key'), this.remove(key)) : this.remove(key);
-        if (this.only && !this.only.has(n.name)) return none;
+      case 'network':
+      case 'host-network': {
+        // The appliance reads network records; the agent its host's copies of them.
+        if (k.kind !== (this.opts.vmsFrom === 'launch' ? 'host-network' : 'network')) return none;
+        const name = k.kind === 'network' ? k.parts[0] : k.parts[1];
+        if (this.only && !this.only.has(name)) return none;
+        // The writer re-puts a network unchanged when its first VM lands on a host: nothing changes.
+        if (this.networkTexts.get(name) === value) return none;
+        const copy = k.kind === 'host-network' ? this.decode(HostNetworkSchema, key, value) : undefined;
+        const n = copy ? copy.network : k.kind === 'network' ? this.decode(NetworkSchema, key, value) : undefined;
+        if (!n || n.name !== name) return n ? (this.skip(key, 'name does not match key'), this.remove(key)) : this.remove(key);
         const old = this.networksByName.get(n.name);
         if (old) this.networksByDomain.delete(old.network.domain);
         const prefix6 = parsePrefix(n.prefix6, 6)!;
@@ -279,10 +293,12 @@ export class Registry extends EventEmitter implements StateSink {
         const view: NetworkView = {
           network: n, prefix6, prefix4, slaac: eui64Prefix(prefix6),
           reverseZones: [...reverseZones(prefix6), ...(prefix4 ? reverseZones(prefix4) : [])],
+          ...(copy ? { forward: { v6: copy.forward6, v4: copy.forward4 } } : {}),
         };
         this.networksByName.set(n.name, view);
         this.networksByDomain.set(n.domain, view);
         this.networkMods.set(n.name, mod);
+        this.networkTexts.set(n.name, value);
         return { vms: index ? this.reindex(this.vmsOf(n.name)) : [], networks: true };
       }
       case 'guest-attributes': {
@@ -345,16 +361,22 @@ export class Registry extends EventEmitter implements StateSink {
     const k = this.keys.parse(key);
     if (!k) return { vms: [], networks: false };
     switch (k.kind) {
-      case 'layout':
+      case 'layout': {
+        const had = this.layout !== undefined;
         this.layout = undefined;
-        return { vms: [], networks: false };
-      case 'network': {
-        const old = this.networksByName.get(k.parts[0]);
+        return { vms: [], networks: had };
+      }
+      case 'network':
+      case 'host-network': {
+        if (k.kind !== (this.opts.vmsFrom === 'launch' ? 'host-network' : 'network')) return { vms: [], networks: false };
+        const name = k.kind === 'network' ? k.parts[0] : k.parts[1];
+        const old = this.networksByName.get(name);
         if (!old) return { vms: [], networks: false };
-        this.networksByName.delete(k.parts[0]);
+        this.networksByName.delete(name);
         this.networksByDomain.delete(old.network.domain);
-        this.networkMods.delete(k.parts[0]);
-        return { vms: this.reindex(this.vmsOf(k.parts[0])), networks: true };
+        this.networkMods.delete(name);
+        this.networkTexts.delete(name);
+        return { vms: this.reindex(this.vmsOf(name)), networks: true };
       }
       case 'guest-attributes': {
         const vkey = `${k.parts[0]}/${k.parts[1]}`;

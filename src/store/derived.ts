@@ -1,8 +1,9 @@
 // The records a VM implies besides itself, each written in the same transaction as the VM so the
 // two never disagree: its store-wide claims (MAC, addresses), its owner reference, and its launch
-// spec on its host (the agent's only view of it: no user-data, vendor-data, meta or keys).
+// spec on its host (the agent's only view of it: no user-data, vendor-data, meta or keys); and the
+// copy of its network on its host (shared with the host's other VMs of that network).
 import type { Keys } from './keys.js';
-import type { Network, Vm } from '../model/schema.js';
+import { HOST_NETWORK_FIELDS, type HostNetwork, type Network, type Vm } from '../model/schema.js';
 import { parsePrefix } from '../model/ip.js';
 import { eui64Address } from '../model/eui64.js';
 
@@ -37,4 +38,28 @@ export function derivedRecords(keys: Keys, vm: Vm, network: Network): Put[] {
     ...(vm.owner ? [{ key: keys.owned(vm.owner, vm.network, vm.name), value: '' }] : []),
     ...(vm.host ? [{ key: keys.launch(vm.host, vm.network, vm.name), value: launchSpec(vm) }] : []),
   ];
+}
+
+/** The other networks a network's `forwardTo` names ("*" names none: it means anywhere). */
+export function forwardTargets(network: Network): string[] {
+  return (network.forwardTo ?? []).filter((n) => n !== '*' && n !== network.name);
+}
+
+/**
+ * The host copy of a network (hosts/<host>/networks/<network>): what its agent needs, with
+ * `forwardTo` resolved against the target networks as they are now (`target` returns undefined
+ * for one that does not exist yet; it joins when created).
+ */
+export function hostNetworkCopy(network: Network, target: (name: string) => Network | undefined): string {
+  const anywhere = network.forwardTo?.includes('*') ?? false;
+  const targets = anywhere ? [] : forwardTargets(network).map(target).filter((t): t is Network => !!t);
+  const projected: Record<string, unknown> = {};
+  for (const f of HOST_NETWORK_FIELDS) if (network[f] !== undefined) projected[f] = network[f];
+  const copy = {
+    v: 1,
+    network: projected,
+    forward6: anywhere ? ['::/0'] : targets.map((t) => t.prefix6),
+    forward4: anywhere ? ['0.0.0.0/0'] : targets.flatMap((t) => (t.prefix4 ? [t.prefix4] : [])),
+  } satisfies Omit<HostNetwork, 'network'> & { network: unknown };
+  return JSON.stringify(copy);
 }

@@ -1,7 +1,7 @@
-// Where each record lives under the key prefix (default /uncloud). Layout 2: everything a reader
+// Where each record lives under the key prefix (default /uncloud). Layout 3: everything a reader
 // needs sits under prefixes that name who may read it, so etcd roles can grant exactly that.
 //
-//   layout                           {"v":2}: the layout this store is in (store migrate writes it)
+//   layout                           {"v":3}: the layout this store is in (store migrate writes it)
 //   networks/<network>               Network                     appliance of <network>: read (one key)
 //   vms/<network>/<name>             Vm                          appliance of <network>: read (prefix vms/<network>/)
 //   vms/<network>/.owners/<user>     User, copied from users/<user> while <user> owns a VM in <network>
@@ -13,24 +13,30 @@
 //   hosts/<host>                     Host heartbeat, bound to the agent's lease        agent of <host>: read-write
 //   hosts/<host>/state/<network>/<name>  VmState, written by the agent                agent of <host>: read-write
 //   hosts/<host>/vms/<network>/<name>    LaunchSpec: what the agent needs to run it   agent of <host>: read
+//   hosts/<host>/networks/<network>      HostNetwork: the network as its agent needs it (bridge,
+//                                        metadata addresses, forwarding resolved to prefixes), while
+//                                        <host> runs a VM of <network>              agent of <host>: read
+//   placed/<network>/<host>          "": <host> holds a copy of <network> (how a network change finds them)
 //
 // ".owners" is no DNS label, so it never collides with a VM name. Layout 1 (before `store migrate`)
-// had no owner copies, no owned/ refs, no launch specs, and kept VmState at vm-state/<network>/<name>.
+// had no owner copies, no owned/ refs, no launch specs, and kept VmState at vm-state/<network>/<name>;
+// layout 2 had no host network copies (agents read every network record).
 
 export const DEFAULT_PREFIX = '/uncloud';
-export const LAYOUT = 2;
+export const LAYOUT = 3;
 export const OWNERS_DIR = '.owners';
 export const ATTRIBUTES_DIR = '.attributes';
 
 export type RecordKind =
   | 'layout' | 'network' | 'user' | 'vm' | 'owner' | 'owned' | 'mac' | 'address' | 'vm-state' | 'host' | 'launch'
-  | 'legacy-vm-state' | 'guest-attributes';
+  | 'legacy-vm-state' | 'guest-attributes' | 'host-network' | 'placed';
 
 export interface ParsedKey {
   kind: RecordKind;
   /**
    * networks, users, hosts: [name]; vms: [network, name]; owner copies: [network, user];
    * owned: [user, network, name]; guest-attributes: [network, name]; vm-state and launch: [host, network, name]; macs, addresses: [value];
+   * host-network: [host, network]; placed: [network, host];
    * legacy-vm-state (layout 1): [network, name]
    */
   parts: string[];
@@ -71,7 +77,12 @@ export class Keys {
   vmState(host: string, network: string, name: string): string { return `${this.prefix}/hosts/${host}/state/${network}/${name}`; }
   statesOf(host: string): string { return `${this.prefix}/hosts/${host}/state/`; }
   launch(host: string, network: string, name: string): string { return `${this.prefix}/hosts/${host}/vms/${network}/${name}`; }
-  launchesOf(host: string): string { return `${this.prefix}/hosts/${host}/vms/`; }
+  launchesOf(host: string, network?: string): string { return `${this.prefix}/hosts/${host}/vms/${network ? `${network}/` : ''}`; }
+  hostNetwork(host: string, network: string): string { return `${this.prefix}/hosts/${host}/networks/${network}`; }
+  hostNetworksOf(host: string): string { return `${this.prefix}/hosts/${host}/networks/`; }
+  placed(network: string, host: string): string { return `${this.prefix}/placed/${network}/${host}`; }
+  placedOf(network: string): string { return `${this.prefix}/placed/${network}/`; }
+  get placements(): string { return `${this.prefix}/placed/`; }
   /** Layout 1's VmState key (read by `store migrate` only). */
   legacyVmState(network: string, name: string): string { return `${this.prefix}/vm-state/${network}/${name}`; }
   get legacyVmStates(): string { return `${this.prefix}/vm-state/`; }
@@ -89,12 +100,13 @@ export class Keys {
   }
 
   /**
-   * What the agent of `host` reads and follows: the network records (bridges, metadata addresses,
-   * forwarding), its launch specs (never user-data, never another host's VMs) and its own reports.
+   * What the agent of `host` reads and follows, all under its own hosts/<host>/: the networks its
+   * VMs use (bridges, metadata addresses, forwarding), its launch specs (never user-data, never
+   * another host's VMs) and its own reports. A change to any other network or host costs it nothing.
    */
   agentRanges(host: string): KeyRange[] {
     return [
-      { key: this.layout, prefix: false }, { key: this.network(''), prefix: true },
+      { key: this.layout, prefix: false }, { key: this.hostNetworksOf(host), prefix: true },
       { key: this.launchesOf(host), prefix: true }, { key: this.statesOf(host), prefix: true },
     ];
   }
@@ -116,11 +128,13 @@ export class Keys {
         if (n === 3 && parts[1] === OWNERS_DIR) return { kind: 'owner', parts: [parts[0], parts[2]] };
         return undefined;
       case 'owned': return n === 3 ? { kind: 'owned', parts } : undefined;
+      case 'placed': return n === 2 ? { kind: 'placed', parts } : undefined;
       case 'vm-state': return n === 2 ? { kind: 'legacy-vm-state', parts } : undefined;
       case 'hosts':
         if (n === 1) return { kind: 'host', parts };
         if (n === 4 && parts[1] === 'state') return { kind: 'vm-state', parts: [parts[0], parts[2], parts[3]] };
         if (n === 4 && parts[1] === 'vms') return { kind: 'launch', parts: [parts[0], parts[2], parts[3]] };
+        if (n === 3 && parts[1] === 'networks') return { kind: 'host-network', parts: [parts[0], parts[2]] };
         return undefined;
       default:
         return undefined;

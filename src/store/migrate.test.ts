@@ -1,8 +1,9 @@
 // `store migrate` on a store written by the last layout-1 version (fixtures/layout1-store.json,
-// made by that version's writer: see fixtures/make-layout1-store.mjs): before it, this version
-// refuses to write or serve the store; after it, appliances serve owners' keys from their network's
-// copies, agents find launch specs and their reports; nothing of the old store is lost. A run stopped
-// midway is completed by the next; a second run writes nothing.
+// made by that version's writer: see fixtures/make-layout1-store.mjs), and on one in layout 2 (no
+// host network copies): before it, this version refuses to write or serve the store; after it,
+// appliances serve owners' keys from their network's copies, agents find launch specs, their
+// networks and their reports; nothing of the old store is lost. A run stopped midway is completed
+// by the next; a second run writes nothing.
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,8 +13,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BIN } from '../../test/support/daemon.js';
 import { freePort } from '../../test/support/ports.js';
 import { etcdTestStore, uniquePrefix, etcdEndpoint } from '../../test/support/store.js';
-import { ownerCopiesConsistent } from './scope.test-support.js';
+import { hostCopiesConsistent, ownerCopiesConsistent } from './scope.test-support.js';
 import { migrateStore } from './migrate.js';
+import { StoreWriter } from './writer.js';
 import { openStore } from './open.js';
 import { Keys, LAYOUT } from './keys.js';
 import { readState } from './file/kv.js';
@@ -75,13 +77,14 @@ describe('store migrate on a file store written by layout 1', () => {
   it('migrates, keeps every record, moves agent reports, and a second run writes nothing', async () => {
     const r = await cli(['store', 'migrate', '--store', store]);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/layout 1 -> 2; 3 network\(s\), 72 VM\(s\), 3 agent report\(s\) moved; \d+ record\(s\) written/);
+    expect(r.stdout).toMatch(/layout 1 -> 3; 3 network\(s\), 72 VM\(s\), 3 agent report\(s\) moved; \d+ record\(s\) written/);
     const keys = new Keys();
     const after = Object.fromEntries(Object.entries(readState(path).entries).map(([k, e]) => [k, typeof e.value === 'string' ? e.value : JSON.stringify(e.value)]));
     for (const [key, value] of Object.entries(expectedAfter(keys, fixtureEntries()))) expect(json(after[key]), key).toEqual(json(value));
     expect(Object.keys(after).filter((k) => keys.parse(k)?.kind === 'legacy-vm-state')).toEqual([]);
     const { kv } = openStore(store);
     expect(await ownerCopiesConsistent(kv, keys)).toEqual([]);
+    expect(await hostCopiesConsistent(kv, keys)).toEqual([]);
     // Every VM with a host has its launch spec there, without user-data.
     const launch = JSON.parse(after[keys.launch('hv1', 'prod', 'db1')]) as Record<string, unknown>;
     expect(launch).toMatchObject({ name: 'db1', network: 'prod', host: 'hv1', mac: '52:54:00:02:00:01', addresses: ['10.2.0.10', '2001:db8:2::10'] });
@@ -90,7 +93,7 @@ describe('store migrate on a file store written by layout 1', () => {
     expect(JSON.parse(after[keys.layout])).toEqual({ v: LAYOUT });
 
     const again = await cli(['store', 'migrate', '--store', store]);
-    expect(again.stdout).toMatch(/layout 2 -> 2; .* nothing to do/);
+    expect(again.stdout).toMatch(/layout 3 -> 3; .* nothing to do/);
     expect(Object.keys(readState(path).entries).length).toBe(Object.keys(after).length);
   });
 
@@ -145,6 +148,7 @@ describe('store migrate on etcd, stopped midway and run again', () => {
       expect(resumed.written).toBeLessThan(single.written);
       expect(await dump(twice)).toEqual(await dump(once));
       expect(await ownerCopiesConsistent(b.kv, b.keys)).toEqual([]);
+      expect(await hostCopiesConsistent(b.kv, b.keys)).toEqual([]);
       expect((await migrateStore(b.kv, b.keys)).written).toBe(0);
     } finally {
       await a.kv.close();
@@ -177,8 +181,36 @@ describe('store migrate on etcd, stopped midway and run again', () => {
 
   it('refuses a store from a newer layout', async () => {
     const t = etcdTestStore();
-    await t.store.kv.txn({ compares: [], deletes: [], puts: [{ key: t.store.keys.layout, value: '{"v":3}' }] });
-    await expect(migrateStore(t.store.kv, t.store.keys)).rejects.toThrow(/layout \{"v":3\}; this version knows layouts up to 2/);
+    await t.store.kv.txn({ compares: [], deletes: [], puts: [{ key: t.store.keys.layout, value: '{"v":4}' }] });
+    await expect(migrateStore(t.store.kv, t.store.keys)).rejects.toThrow(/layout \{"v":4\}; this version knows layouts up to 3/);
     await t.close();
+  });
+});
+
+describe('store migrate on a store in layout 2 (agents read every network record)', () => {
+  it('gives each host the copies of its networks: the same store this version\'s writer makes', async () => {
+    const t = etcdTestStore();
+    try {
+      const net = (name: string, n: number, extra: Record<string, unknown> = {}) => ({ name, prefix6: `2001:db8:${n}::/64`, domain: `${name}.example`, metadata6: `2001:db8:${n}::1`, ...extra });
+      await t.writer.addNetwork(net('lab', 1, { forwardTo: ['db'] }));
+      await t.writer.addNetwork(net('db', 2, { prefix4: '10.2.0.0/24' }));
+      for (let i = 0; i < 60; i++) await t.writer.addVm({ name: `v${i}`, network: i % 3 ? 'lab' : 'db', host: `hv${i % 4}` });
+      await t.writer.addVm({ name: 'nowhere', network: 'lab' });
+      const made = (await t.store.kv.range(t.store.keys.root)).entries.map((e) => [e.key, e.value]);
+      // What layout 2 had: no host copies, no placed/ markers.
+      const layout2 = made.filter(([k]) => !['host-network', 'placed'].includes(t.store.keys.parse(k)?.kind ?? ''));
+      expect(made.length - layout2.length).toBe(2 * 8); // 4 hosts x 2 networks, a copy and a marker each
+      await t.store.kv.txn({ compares: [], puts: [{ key: t.store.keys.layout, value: '{"v":2}' }], deletes: made.filter((e) => !layout2.includes(e)).map(([k]) => k) });
+      await expect(new StoreWriter(t.store.kv, t.store.keys).addVm({ name: 'late', network: 'lab', host: 'hv1' })).rejects.toThrow(/has layout 2; this version writes layout 3/);
+
+      const report = await migrateStore(t.store.kv, t.store.keys);
+      expect(report).toMatchObject({ from: 2, vms: 61, written: 2 * 8 + 1, skipped: [] });
+      const after = (await t.store.kv.range(t.store.keys.root)).entries.map((e) => [e.key, e.value]);
+      expect(after.sort()).toEqual(made.sort());
+      expect(await hostCopiesConsistent(t.store.kv, t.store.keys)).toEqual([]);
+      expect((await migrateStore(t.store.kv, t.store.keys)).written).toBe(0);
+    } finally {
+      await t.close();
+    }
   });
 });

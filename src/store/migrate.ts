@@ -1,14 +1,14 @@
-// `store migrate`: brings a store written in layout 1 to layout 2 (keys.ts). Additive and
-// idempotent: every VM gets its owner reference, its owner's key copy in its network and its
-// launch spec; each agent report moves from vm-state/ to its host's range; the layout marker is
-// written last. Each batch commits only if the VMs and users it read did not change meanwhile,
+// `store migrate`: brings a store written in layout 1 or 2 to layout 3 (keys.ts). Additive and
+// idempotent: every VM gets its owner reference, its owner's key copy in its network, its launch
+// spec and its network's copy on its host (with the placed/ marker); each agent report moves from
+// vm-state/ to its host's range; the layout marker is written last. Each batch commits only if the VMs and users it read did not change meanwhile,
 // so a run killed at any point leaves a store the next run completes, and a second run over a
 // finished store writes nothing.
 import type { Kv, KvCompare, KvEntry } from './kv.js';
 import { LAYOUT, type Keys } from './keys.js';
-import { launchSpec } from './derived.js';
+import { hostNetworkCopy, launchSpec } from './derived.js';
 import { StoreError } from './errors.js';
-import { UserSchema, VmSchema, VmStateSchema } from '../model/schema.js';
+import { NetworkSchema, UserSchema, VmSchema, VmStateSchema, type Network } from '../model/schema.js';
 
 /** etcd's default --max-txn-ops is 128 (compares and puts count separately). */
 const TXN_OPS = 120;
@@ -40,8 +40,20 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
     throw new StoreError('invalid', `store at ${keys.root} has layout ${marker?.value}; this version knows layouts up to ${LAYOUT}`);
   }
   const report: MigrateReport = { from, vms: 0, networks: 0, written: 0, movedStates: 0, skipped: [] };
-  const networks = (await kv.range(keys.network(''))).entries.map((e) => keys.parse(e.key)?.parts[0]).filter((n): n is string => !!n);
+  const networkEntries = (await kv.range(keys.network(''))).entries;
+  const networks = networkEntries.map((e) => keys.parse(e.key)?.parts[0]).filter((n): n is string => !!n);
   report.networks = networks.length;
+  // Host copies are made from the network records as read here; each batch that writes one
+  // compares its network, so a network changed meanwhile fails the run (run it again).
+  const records = new Map<string, { entry: KvEntry; network: Network }>();
+  for (const entry of networkEntries) {
+    const parsed = NetworkSchema.safeParse(safeJson(entry.value));
+    if (parsed.success) records.set(parsed.data.name, { entry, network: parsed.data });
+    else report.skipped.push(entry.key);
+  }
+  const hostCopy = new Map([...records].map(([name, { entry, network }]) => [name, {
+    entry, value: hostNetworkCopy(network, (target) => records.get(target)?.network),
+  }]));
 
   // What layout 2 adds, read once in bulk (a store of a million VMs is not read key by key): the
   // first attempt of each batch plans from these; a retry re-reads its keys one by one.
@@ -49,7 +61,11 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
   const users = new Map<string, KvEntry>();
   for (const e of (await kv.range(keys.user(''))).entries) users.set(e.key, e);
   for (const e of (await kv.range(keys.ownership)).entries) known.set(e.key, e.value);
-  for (const e of (await kv.range(keys.hosts)).entries) if (keys.parse(e.key)?.kind === 'launch') known.set(e.key, e.value);
+  for (const e of (await kv.range(keys.hosts)).entries) {
+    const kind = keys.parse(e.key)?.kind;
+    if (kind === 'launch' || kind === 'host-network') known.set(e.key, e.value);
+  }
+  for (const e of (await kv.range(keys.placements)).entries) known.set(e.key, e.value);
   const snapshot: Reader = {
     vm: async (e) => e,
     user: async (key) => users.get(key),
@@ -66,8 +82,9 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
     for (const e of entries) if (keys.parse(e.key)?.kind === 'owner') known.set(e.key, e.value);
     const vms = entries.filter((e) => keys.parse(e.key)?.kind === 'vm');
     for (let i = 0; i < vms.length;) {
-      const chunk = vms.slice(i, i + Math.floor(TXN_OPS / 4));
-      await commitWithRetry(kv, (attempt) => planVms(attempt === 0 ? snapshot : live, keys, chunk, report), (batch) => {
+      // At most five puts per VM (owned ref, owner copy, launch spec, host copy, placed marker).
+      const chunk = vms.slice(i, i + Math.floor(TXN_OPS / 5));
+      await commitWithRetry(kv, (attempt) => planVms(attempt === 0 ? snapshot : live, keys, chunk, report, hostCopy.get(network)), (batch) => {
         report.written += batch.puts.length + batch.deletes.length;
         for (const p of batch.puts) known.set(p.key, p.value);
       });
@@ -125,7 +142,7 @@ interface Reader {
 }
 
 /** What these VMs lack in layout 2, guarded by the revisions it was read at. */
-async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: MigrateReport): Promise<Batch> {
+async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: MigrateReport, hostCopy?: { entry: KvEntry; value: string }): Promise<Batch> {
   const batch: Batch = { compares: [], puts: [], deletes: [] };
   const users = new Map<string, KvEntry | undefined>();
   const want = new Map<string, string>();
@@ -147,10 +164,17 @@ async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: Mig
       if (decoded?.success) want.set(keys.owner(vm.network, vm.owner), JSON.stringify(decoded.data));
       else if (!report.skipped.includes(keys.user(vm.owner))) report.skipped.push(keys.user(vm.owner));
     }
-    if (vm.host) want.set(keys.launch(vm.host, vm.network, vm.name), launchSpec(vm));
+    if (vm.host) {
+      want.set(keys.launch(vm.host, vm.network, vm.name), launchSpec(vm));
+      if (hostCopy) {
+        want.set(keys.hostNetwork(vm.host, vm.network), hostCopy.value);
+        want.set(keys.placed(vm.network, vm.host), '');
+      }
+    }
   }
   for (const [name, user] of users) batch.compares.push({ key: keys.user(name), modRevision: user?.modRevision ?? 0 });
   for (const [key, value] of want) if ((await read.value(key)) !== value) batch.puts.push({ key, value });
+  if (hostCopy && batch.puts.some((p) => keys.parse(p.key)?.kind === 'host-network')) batch.compares.push({ key: hostCopy.entry.key, modRevision: hostCopy.entry.modRevision });
   return batch;
 }
 

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Kv, KvCompare, KvEntry } from './kv.js';
 import { LAYOUT, type Keys } from './keys.js';
-import { claims as vmClaims, derivedRecords, type Put } from './derived.js';
+import { claims as vmClaims, derivedRecords, forwardTargets, hostNetworkCopy, type Put } from './derived.js';
 import { StoreError, exists, inUse, invalid, notFound } from './errors.js';
 import {
   HostSchema, NetworkSchema, PREFIX6_64_MESSAGE, isSlaac64, metadataAddresses, UserSchema, VmSchema, VmStateSchema, describeIssues,
@@ -19,6 +19,9 @@ import { eui64Address } from '../model/eui64.js';
 import { BASE64_FIELD, MAX_DATA_BYTES, encodeData, type DataKind } from '../model/user-data.js';
 import { parseJson } from './json.js';
 
+/** A network added (with its record) or removed (without) in the transaction being planned. */
+interface Pending { name: string; network?: Network }
+
 /** A transaction's parts, gathered from several helpers. */
 interface Ops { compares: KvCompare[]; puts: Put[]; deletes: string[] }
 const noOps = (): Ops => ({ compares: [], puts: [], deletes: [] });
@@ -26,8 +29,8 @@ function merge(...all: Ops[]): Ops {
   return { compares: all.flatMap((o) => o.compares), puts: all.flatMap((o) => o.puts), deletes: all.flatMap((o) => o.deletes) };
 }
 
-/** How many of an owner's other references a removal compares (see dropOwner). */
-const OWNER_REF_COMPARES = 8;
+/** How many of a copy's other references a removal compares (see dropCopy). */
+const REF_COMPARES = 8;
 
 const CAS_ATTEMPTS = 64;
 const MAC_ATTEMPTS = 16;
@@ -141,17 +144,22 @@ export class StoreWriter {
     const twice = [...all.v6, ...all.v4].find((a, i, list) => list.indexOf(a) !== i);
     if (twice) throw invalid(`metadata address ${twice} is given twice`);
     const layout = await this.layoutOps();
-    const r = await this.kv.txn(merge(layout, {
-      compares: [{ key: this.keys.network(network.name), modRevision: 0 }],
-      puts: [{ key: this.keys.network(network.name), value: JSON.stringify(network) }],
-      deletes: [],
-    }));
-    if (!r.succeeded) {
+    for (let i = 0; i < CAS_ATTEMPTS; i++) {
+      // Networks that forward to this one get its prefixes in their host copies, now.
+      const forwarders = await this.forwardersTo(network.name);
+      const r = await this.kv.txn(merge(layout, forwarders, {
+        compares: [{ key: this.keys.network(network.name), modRevision: 0 }],
+        puts: [{ key: this.keys.network(network.name), value: JSON.stringify(network) }],
+        deletes: [],
+      }, await this.refreshForwarders(forwarders, { name: network.name, network })));
+      if (r.succeeded) {
+        this.layoutChecked = true;
+        return network;
+      }
       if (layout.puts.length) this.layoutChecked = false;
-      throw exists(`network "${network.name}" already exists`);
+      if (await this.kv.get(this.keys.network(network.name))) throw exists(`network "${network.name}" already exists`);
     }
-    this.layoutChecked = true;
-    return network;
+    throw new StoreError('conflict', `networks kept changing while adding "${network.name}"; try again`);
   }
 
   /**
@@ -159,37 +167,42 @@ export class StoreWriter {
    * alone drops a stored zone of another region; model/placement.ts). Nothing else changes.
    */
   async setNetworkPlacement(name: string, placement: { region?: string; zone?: string }): Promise<Network> {
-    await this.layoutOps();
-    for (let i = 0; i < CAS_ATTEMPTS; i++) {
-      const { network: current, entry } = await this.getNetwork(name);
-      const { region: _r, zone: _z, ...rest } = current;
-      const next = validate(NetworkSchema, { ...rest, ...stripUndefined(placement) }, 'network');
-      const r = await this.kv.txn({ compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [{ key: entry.key, value: JSON.stringify(next) }], deletes: [] });
-      if (r.succeeded) return next;
-    }
-    throw new StoreError('conflict', `network "${name}" kept changing under us; try again`);
+    return this.setNetwork(name, ({ region: _r, zone: _z, ...rest }) => ({ ...rest, ...stripUndefined(placement) }));
   }
 
   /** Replaces where the hosts may route the network's guests (empty: nowhere). */
   async setNetworkForwarding(name: string, forwardTo: string[]): Promise<Network> {
+    return this.setNetwork(name, ({ forwardTo: _f, ...rest }) => (forwardTo.length ? { ...rest, forwardTo: [...new Set(forwardTo)] } : rest));
+  }
+
+  /** Changes a network record and, in the same transaction, its copy on every host running its VMs. */
+  private async setNetwork(name: string, change: (current: Network) => Record<string, unknown>): Promise<Network> {
     await this.layoutOps();
     for (let i = 0; i < CAS_ATTEMPTS; i++) {
       const { network: current, entry } = await this.getNetwork(name);
-      const { forwardTo: _f, ...rest } = current;
-      const next = validate(NetworkSchema, forwardTo.length ? { ...rest, forwardTo: [...new Set(forwardTo)] } : rest, 'network');
-      const r = await this.kv.txn({ compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [{ key: entry.key, value: JSON.stringify(next) }], deletes: [] });
+      const next = validate(NetworkSchema, change(current), 'network');
+      const r = await this.kv.txn(merge(await this.hostCopies(next), {
+        compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [{ key: entry.key, value: JSON.stringify(next) }], deletes: [],
+      }));
       if (r.succeeded) return next;
     }
     throw new StoreError('conflict', `network "${name}" kept changing under us; try again`);
   }
 
   async removeNetwork(name: string): Promise<void> {
-    const { entry } = await this.getNetwork(name);
     await this.layoutOps();
-    const vms = (await this.kv.range(this.keys.vmsOf(name))).entries.filter((e) => this.keys.parse(e.key)?.kind === 'vm');
-    if (vms.length) throw inUse(`network "${name}" still has ${vms.length} VM(s); remove them first`);
-    const r = await this.kv.txn({ compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [], deletes: [entry.key] });
-    if (!r.succeeded) throw new StoreError('conflict', `network "${name}" changed while removing it; try again`);
+    for (let i = 0; i < CAS_ATTEMPTS; i++) {
+      const { entry } = await this.getNetwork(name);
+      const vms = (await this.kv.range(this.keys.vmsOf(name))).entries.filter((e) => this.keys.parse(e.key)?.kind === 'vm');
+      if (vms.length) throw inUse(`network "${name}" still has ${vms.length} VM(s); remove them first`);
+      // Networks that forward to it lose its prefixes from their host copies in the same step.
+      const forwarders = await this.forwardersTo(name);
+      const r = await this.kv.txn(merge(forwarders, await this.refreshForwarders(forwarders, { name }), {
+        compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [], deletes: [entry.key],
+      }));
+      if (r.succeeded) return;
+    }
+    throw new StoreError('conflict', `network "${name}" kept changing while removing it; try again`);
   }
 
   // ---- users ----
@@ -242,14 +255,12 @@ export class StoreWriter {
       const current: User = e ? decode(UserSchema, e) : validate(UserSchema, { v: 1, name, keys: [] }, 'user');
       const next = validate(UserSchema, change(current), 'user');
       const value = JSON.stringify(next);
-      const copies: Ops = noOps();
-      const networks = new Set((await this.kv.range(this.keys.ownedBy(name))).entries.map((r) => this.keys.parse(r.key)?.parts[1]).filter((n): n is string => !!n));
-      for (const network of networks) {
-        const copyKey = this.keys.owner(network, name);
-        const copy = await this.kv.get(copyKey);
-        copies.compares.push({ key: copyKey, modRevision: copy?.modRevision ?? 0 });
-        copies.puts.push({ key: copyKey, value });
+      const refs = new Map<string, KvEntry>(); // one owned/ ref per network the user has VMs in
+      for (const r of (await this.kv.range(this.keys.ownedBy(name))).entries) {
+        const network = this.keys.parse(r.key)?.parts[1];
+        if (network && !refs.has(network)) refs.set(network, r);
       }
+      const copies = await this.refreshCopies([...refs].map(([network, ref]) => ({ ref, copyKey: this.keys.owner(network, name) })), value);
       const r = await this.kv.txn(merge(i === 0 ? layout : noOps(), copies, { compares: [{ key, modRevision: e?.modRevision ?? 0 }], puts: [{ key, value }], deletes: [] }));
       if (r.succeeded) return next;
     }
@@ -315,8 +326,9 @@ export class StoreWriter {
       }, input), 'VM');
       this.checkAddresses(vm, network);
       const owner = vm.owner ? await this.addOwner(vm.owner, vm.network) : noOps();
+      const placed = vm.host ? await this.addHostNetwork(vm.host, network, netEntry) : noOps();
       const claims = vmClaims(this.keys, vm, network);
-      const r = await this.kv.txn(merge(attempt === 0 ? layout : noOps(), owner, {
+      const r = await this.kv.txn(merge(attempt === 0 ? layout : noOps(), owner, placed, {
         compares: [
           { key: netEntry.key, modRevision: netEntry.modRevision },
           { key: this.keys.vm(vm.network, vm.name), modRevision: 0 },
@@ -359,7 +371,11 @@ export class StoreWriter {
         next.owner ? await this.addOwner(next.owner, next.network) : noOps(),
         current.owner ? await this.dropOwner(current.owner, current.network, current.name) : noOps(),
       );
-      const r = await this.kv.txn(merge(i === 0 ? layout : noOps(), owner, {
+      const placed = next.host === current.host ? noOps() : merge(
+        next.host ? await this.addHostNetwork(next.host, net, netEntry) : noOps(),
+        current.host ? await this.dropHostNetwork(current.host, current.network, current.name) : noOps(),
+      );
+      const r = await this.kv.txn(merge(i === 0 ? layout : noOps(), owner, placed, {
         compares: [
           { key: entry.key, modRevision: entry.modRevision },
           { key: netEntry.key, modRevision: netEntry.modRevision },
@@ -380,7 +396,8 @@ export class StoreWriter {
       const { vm, entry } = await this.findVm(name, network);
       const { network: net } = await this.getNetwork(vm.network);
       const owner = vm.owner ? await this.dropOwner(vm.owner, vm.network, vm.name) : noOps();
-      const r = await this.kv.txn(merge(i === 0 ? layout : noOps(), owner, {
+      const placed = vm.host ? await this.dropHostNetwork(vm.host, vm.network, vm.name) : noOps();
+      const r = await this.kv.txn(merge(i === 0 ? layout : noOps(), owner, placed, {
         compares: [{ key: entry.key, modRevision: entry.modRevision }],
         puts: [],
         deletes: [
@@ -404,17 +421,12 @@ export class StoreWriter {
    * so a concurrent user change, which did not know about this network, fails and looks again.
    */
   private async addOwner(user: string, network: string): Promise<Ops> {
-    const userKey = this.keys.user(user);
-    const entry = await this.kv.get(userKey);
+    const entry = await this.kv.get(this.keys.user(user));
     if (!entry) throw notFound(`user "${user}" does not exist`);
-    const value = JSON.stringify(decode(UserSchema, entry));
-    const copyKey = this.keys.owner(network, user);
-    const copy = await this.kv.get(copyKey);
-    return {
-      compares: [{ key: userKey, modRevision: entry.modRevision }, { key: copyKey, modRevision: copy?.modRevision ?? 0 }],
-      puts: [{ key: copyKey, value }, ...(copy ? [] : [{ key: userKey, value: entry.value }])],
-      deletes: [],
-    };
+    return merge(
+      { compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [], deletes: [] },
+      await this.putCopy(this.keys.owner(network, user), JSON.stringify(decode(UserSchema, entry)), entry),
+    );
   }
 
   /**
@@ -423,12 +435,109 @@ export class StoreWriter {
    * look again (every other reference it compared is gone by then), so it deletes the copy.
    */
   private async dropOwner(user: string, network: string, name: string): Promise<Ops> {
-    const mine = this.keys.owned(user, network, name);
-    const others = (await this.kv.range(this.keys.ownedBy(user, network))).entries.filter((e) => e.key !== mine);
-    if (others.length) return { compares: others.slice(0, OWNER_REF_COMPARES).map((e) => ({ key: e.key, modRevision: e.modRevision })), puts: [], deletes: [] };
-    const copyKey = this.keys.owner(network, user);
+    return this.dropCopy(this.keys.ownedBy(user, network), this.keys.owned(user, network, name), this.keys.owner(network, user));
+  }
+
+  // ---- host network copies: hosts/<host>/networks/<network> and placed/<network>/<host> exist exactly while hosts/<host>/vms/<network>/ is not empty ----
+
+  /**
+   * A VM of `network` is placed on `host`: the host's copy is (re-)put from the network as it is
+   * (the caller compares `netEntry`), with its forwarding resolved against the target networks,
+   * whose appearance or removal meanwhile fails us. A first copy on a host re-puts the network
+   * record, so a concurrent network change, which did not know about this host, fails and looks again.
+   */
+  private async addHostNetwork(host: string, network: Network, netEntry: KvEntry): Promise<Ops> {
+    const targets = await this.readTargets(network);
+    return merge(targets.ops, await this.putCopy(this.keys.hostNetwork(host, network.name), hostNetworkCopy(network, targets.lookup), netEntry, [{ key: this.keys.placed(network.name, host), value: '' }]));
+  }
+
+  private async dropHostNetwork(host: string, network: string, name: string): Promise<Ops> {
+    return this.dropCopy(this.keys.launchesOf(host, network), this.keys.launch(host, network, name), this.keys.hostNetwork(host, network), [this.keys.placed(network, host)]);
+  }
+
+  /**
+   * Every host copy of `network` brought to its value now (`pending`: a network being added or
+   * removed in the same transaction, as the targets will be). A copy removed meanwhile fails the
+   * compare; one added meanwhile re-put the network record, which the caller compares.
+   */
+  private async hostCopies(network: Network, pending?: Pending): Promise<Ops> {
+    const markers = (await this.kv.range(this.keys.placedOf(network.name))).entries;
+    if (!markers.length) return noOps();
+    const targets = await this.readTargets(network, pending);
+    const value = hostNetworkCopy(network, targets.lookup);
+    return merge(targets.ops, await this.refreshCopies(markers.map((marker) => ({
+      ref: marker, copyKey: this.keys.hostNetwork(this.keys.parse(marker.key)!.parts[1], network.name),
+    })), value));
+  }
+
+  /** The networks whose forwardTo names `name`, each compared: their host copies resolve it. */
+  private async forwardersTo(name: string): Promise<Ops & { networks: Network[] }> {
+    const entries = (await this.kv.range(this.keys.network(''))).entries
+      .map((e) => ({ e, n: decode(NetworkSchema, e) })).filter(({ n }) => forwardTargets(n).includes(name));
+    return { networks: entries.map(({ n }) => n), compares: entries.map(({ e }) => ({ key: e.key, modRevision: e.modRevision })), puts: [], deletes: [] };
+  }
+
+  private async refreshForwarders(forwarders: { networks: Network[] }, pending: Pending): Promise<Ops> {
+    return merge(...await Promise.all(forwarders.networks.map((n) => this.hostCopies(n, pending))));
+  }
+
+  /** The networks `network` forwards to, as they are now, compared so that a change meanwhile fails us. */
+  private async readTargets(network: Network, pending?: Pending): Promise<{ ops: Ops; lookup: (name: string) => Network | undefined }> {
+    const found = new Map<string, Network>();
+    const ops = noOps();
+    for (const name of forwardTargets(network)) {
+      if (name === pending?.name) {
+        if (pending.network) found.set(name, pending.network);
+        continue;
+      }
+      const e = await this.kv.get(this.keys.network(name));
+      ops.compares.push({ key: this.keys.network(name), modRevision: e?.modRevision ?? 0 });
+      if (e) found.set(name, decode(NetworkSchema, e));
+    }
+    return { ops, lookup: (name) => found.get(name) };
+  }
+
+  // ---- copies in general: a copy exists exactly while some reference to it does ----
+
+  /**
+   * Puts `value` into each copy that differs, comparing the copy and one reference that keeps it
+   * alive: a removal of the last reference meanwhile (which deletes the copy) fails us, so a copy
+   * is never re-created for nobody.
+   */
+  private async refreshCopies(copies: { ref: KvEntry; copyKey: string }[], value: string): Promise<Ops> {
+    const ops = noOps();
+    for (const { ref, copyKey } of copies) {
+      const copy = await this.kv.get(copyKey);
+      if (copy?.value === value) continue;
+      ops.compares.push({ key: ref.key, modRevision: ref.modRevision }, { key: copyKey, modRevision: copy?.modRevision ?? 0 });
+      if (copy) ops.puts.push({ key: copyKey, value });
+    }
+    return ops;
+  }
+
+  /**
+   * (Re-)puts a copy. The re-put also fails a concurrent removal that was about to delete it (that
+   * removal compares the copy). A first copy re-puts its source record too (and puts `first`).
+   */
+  private async putCopy(copyKey: string, value: string, source: KvEntry, first: Put[] = []): Promise<Ops> {
     const copy = await this.kv.get(copyKey);
-    return { compares: [{ key: copyKey, modRevision: copy?.modRevision ?? 0 }], puts: [], deletes: copy ? [copyKey] : [] };
+    return {
+      compares: [{ key: copyKey, modRevision: copy?.modRevision ?? 0 }],
+      puts: [{ key: copyKey, value }, ...(copy ? [] : [{ key: source.key, value: source.value }, ...first])],
+      deletes: [],
+    };
+  }
+
+  /**
+   * The reference `mine` under `refs` goes: the copy (and `also`) go with the last one. When other
+   * references remain, comparing some of them makes the last of several concurrent removals fail
+   * and look again (every other reference it compared is gone by then), so it deletes the copy.
+   */
+  private async dropCopy(refs: string, mine: string, copyKey: string, also: string[] = []): Promise<Ops> {
+    const others = (await this.kv.range(refs)).entries.filter((e) => e.key !== mine);
+    if (others.length) return { compares: others.slice(0, REF_COMPARES).map((e) => ({ key: e.key, modRevision: e.modRevision })), puts: [], deletes: [] };
+    const copy = await this.kv.get(copyKey);
+    return { compares: [{ key: copyKey, modRevision: copy?.modRevision ?? 0 }], puts: [], deletes: copy ? [copyKey, ...also] : also };
   }
 
   /** Names the first of these claims another VM holds, if any. */

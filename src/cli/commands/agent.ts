@@ -37,7 +37,7 @@ export function agentCommand(): Command {
       if (!cfg.store.url) throw new CliError('agent needs a store: --store etcd://HOST:PORT (or UNCLOUD_METADATA_STORE)');
       if (!cfg.agent.host) throw new CliError('agent needs --host NAME (this hypervisor, as in vm add --host)');
       const log = createLogger(cfg.log.level);
-      const { startAgent } = await import('../../agent/agent.js');
+      const { startAgent, LayoutRefused } = await import('../../agent/agent.js');
       const store = openStore(cfg.store.url, { prefix: cfg.store.prefix, tls: cfg.store.tls });
       const { createMetricsRegistry } = await import('../../metrics.js');
       const { startAdmin } = await import('../../daemon/admin.js');
@@ -48,7 +48,7 @@ export function agentCommand(): Command {
         imageDirs: cfg.agent.imageDirs, user: cfg.agent.user, bridges: cfg.agent.bridges, log, metrics,
       }).catch(async (err) => {
         await store.kv.close();
-        throw err instanceof NoSuchUser ? new CliError(err.message) : err;
+        throw err instanceof NoSuchUser || err instanceof LayoutRefused ? new CliError(err.message) : err;
       });
       const adminAt = o.admin ?? '[::1]:9154';
       const hp = adminAt === 'none' ? undefined : parseHostPort(adminAt, 9154);

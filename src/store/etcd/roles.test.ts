@@ -219,6 +219,12 @@ describe('etcd roles from deploy/etcd-roles.sh, with auth on', () => {
     it('its role refuses user-data, other hosts, and every write but its reports and heartbeat', async () => {
       const h = 'hv1';
       expect(await attempt(h, get(keys.launch('hv1', 'lab', 'self')))).toBe('ok');
+      expect(await attempt(h, get(keys.hostNetwork('hv1', 'lab')))).toBe('ok');
+      // Not even the network records: only its host's copies of the networks its VMs use.
+      expect(await attempt(h, get(keys.network('lab')))).toBe('permission denied');
+      expect(await attempt(h, range(keys.network('')))).toBe('permission denied');
+      expect(await attempt(h, get(keys.hostNetwork('hv2', 'other')))).toBe('permission denied');
+      expect(await attempt(h, put(keys.hostNetwork('hv1', 'lab')))).toBe('permission denied');
       expect(await attempt(h, get(keys.vm('lab', 'self')))).toBe('permission denied');
       expect(await attempt(h, range(keys.vmsOf('lab')))).toBe('permission denied');
       expect(await attempt(h, range(keys.launchesOf('hv2')))).toBe('permission denied');
