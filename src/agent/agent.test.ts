@@ -235,6 +235,9 @@ describe('agent', () => {
   it('refuses a tap labelled for another VM: not relabelled, not attached', async () => {
     // On one host this happens while a VM whose MAC changed still runs on its old tap and
     // another VM got that MAC: the newcomer waits until the old owner moved off it.
+    // Links alone: a running agent would rightly retire a tap labelled for web1 that web1 no longer uses.
+    await agent?.stop();
+    agent = undefined;
     const theirs = tapName('52:54:00:aa:00:11');
     await ns.ip(['tuntap', 'add', 'dev', theirs, 'mode', 'tap']);
     await ns.ip(['link', 'set', 'dev', theirs, 'alias', 'uncloud-agent:lab/web1']);
