@@ -80,13 +80,13 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   // Only what this host needs (store/keys.ts agentRanges): its VMs come from their launch specs.
   const registry = new Registry({ prefix: opts.store.keys.prefix, vmsFrom: 'launch', log: opts.log });
   const agent = new HostAgent(opts, registry, qemu, accel, qemuUser.uid, imageDirs);
-  registry.on('change', () => agent.schedule());
   const source = opts.store.source(opts.log, opts.store.keys.agentRanges(opts.host));
   await source.start(registry);
   if (registry.layout !== undefined && registry.layout !== LAYOUT) {
     await source.close();
     throw new LayoutRefused(`store at ${opts.store.keys.root} has layout ${registry.layout}: run \`uncloud-metadata store migrate\` (this agent reads layout ${LAYOUT}); no VM was touched`);
   }
+  registry.on('change', () => agent.schedule()); // what changed before this, the first pass sees
   await agent.start();
   return {
     ready: () => registry.loaded && source.health().connected,
