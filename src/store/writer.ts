@@ -255,12 +255,8 @@ export class StoreWriter {
       const current: User = e ? decode(UserSchema, e) : validate(UserSchema, { v: 1, name, keys: [] }, 'user');
       const next = validate(UserSchema, change(current), 'user');
       const value = JSON.stringify(next);
-      const refs = new Map<string, KvEntry>(); // one owned/ ref per network the user has VMs in
-      for (const r of (await this.kv.range(this.keys.ownedBy(name))).entries) {
-        const network = this.keys.parse(r.key)?.parts[1];
-        if (network && !refs.has(network)) refs.set(network, r);
-      }
-      const copies = await this.refreshCopies([...refs].map(([network, ref]) => ({ ref, copyKey: this.keys.owner(network, name) })), value);
+      const networks = new Set((await this.kv.range(this.keys.ownedBy(name))).entries.map((r) => this.keys.parse(r.key)?.parts[1]).filter((n): n is string => !!n));
+      const copies = await this.refreshCopies([...networks].map((network) => this.keys.owner(network, name)), value);
       const r = await this.kv.txn(merge(i === 0 ? layout : noOps(), copies, { compares: [{ key, modRevision: e?.modRevision ?? 0 }], puts: [{ key, value }], deletes: [] }));
       if (r.succeeded) return next;
     }
@@ -465,9 +461,7 @@ export class StoreWriter {
     if (!markers.length) return noOps();
     const targets = await this.readTargets(network, pending);
     const value = hostNetworkCopy(network, targets.lookup);
-    return merge(targets.ops, await this.refreshCopies(markers.map((marker) => ({
-      ref: marker, copyKey: this.keys.hostNetwork(this.keys.parse(marker.key)!.parts[1], network.name),
-    })), value));
+    return merge(targets.ops, await this.refreshCopies(markers.map((marker) => this.keys.hostNetwork(this.keys.parse(marker.key)!.parts[1], network.name)), value));
   }
 
   /** The networks whose forwardTo names `name`, each compared: their host copies resolve it. */
@@ -500,17 +494,17 @@ export class StoreWriter {
   // ---- copies in general: a copy exists exactly while some reference to it does ----
 
   /**
-   * Puts `value` into each copy that differs, comparing the copy and one reference that keeps it
-   * alive: a removal of the last reference meanwhile (which deletes the copy) fails us, so a copy
-   * is never re-created for nobody.
+   * Puts `value` into each copy that exists and differs, comparing it: a removal of its last
+   * reference meanwhile (which deletes it) fails us, so a copy is never re-created for nobody. A
+   * copy missing here is skipped: one created meanwhile re-put its source, which the caller compares.
    */
-  private async refreshCopies(copies: { ref: KvEntry; copyKey: string }[], value: string): Promise<Ops> {
+  private async refreshCopies(copyKeys: string[], value: string): Promise<Ops> {
     const ops = noOps();
-    for (const { ref, copyKey } of copies) {
-      const copy = await this.kv.get(copyKey);
-      if (copy?.value === value) continue;
-      ops.compares.push({ key: ref.key, modRevision: ref.modRevision }, { key: copyKey, modRevision: copy?.modRevision ?? 0 });
-      if (copy) ops.puts.push({ key: copyKey, value });
+    for (const key of copyKeys) {
+      const copy = await this.kv.get(key);
+      if (!copy || copy.value === value) continue;
+      ops.compares.push({ key, modRevision: copy.modRevision });
+      ops.puts.push({ key, value });
     }
     return ops;
   }
