@@ -10,6 +10,7 @@ import { silentLogger } from '../log.js';
 import { inRange } from './keys.js';
 import type { KvChange, KvEntry } from './kv.js';
 import { hostCopiesConsistent } from './scope.test-support.js';
+import { StoreError } from './errors.js';
 
 const net = (name: string, n: number, extra: Record<string, unknown> = {}) => ({
   name, prefix6: `2001:db8:${n}::/64`, prefix4: `10.${n}.0.0/24`, domain: `${name}.example`, metadata6: `2001:db8:${n}::1`, ...extra,
@@ -122,4 +123,22 @@ describe('host network copies under concurrent writers', () => {
       await s.close();
     }
   }, 120_000);
+});
+
+describe('a network on more hosts than one etcd transaction can update', () => {
+  it('refuses the change in one line and writes nothing', async () => {
+    const s = etcdTestStore();
+    try {
+      await s.writer.addNetwork(net('wide', 10));
+      await s.writer.addNetwork(net('peer', 11));
+      for (let i = 0; i < 130; i += 10) await Promise.all(Array.from({ length: 10 }, (_, j) => s.writer.addVm({ name: `w${i + j}`, network: 'wide', host: `h${i + j}` })));
+      const before = (await s.store.kv.range(s.store.keys.root)).entries;
+      const err = await s.writer.setNetworkForwarding('wide', ['peer']).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(StoreError);
+      expect((err as StoreError).message).toMatch(/^etcd:\/\/\S+: this change must update more records in one transaction than etcd allows \(--max-txn-ops, default 128\); nothing was written: raise --max-txn-ops on the etcd members$/);
+      expect((await s.store.kv.range(s.store.keys.root)).entries).toEqual(before);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
 });

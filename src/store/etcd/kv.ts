@@ -7,6 +7,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Kv, KvEntry, KvTxn, KvTxnResult } from '../kv.js';
 import { StoreUnavailableError } from '../kv.js';
+import { StoreError } from '../errors.js';
 import { createEtcdClient, type EtcdOptions } from './client.js';
 
 const FIRST_PAGE = 1000;
@@ -126,6 +127,11 @@ export class EtcdKv implements Kv {
     try {
       return await fn();
     } catch (err) {
+      // A change that must touch more records at once than etcd allows (its copies on many hosts,
+      // in many networks): the store is fine, the request is too big. Nothing was written.
+      if (/too many operations in txn request/.test((err as Error).message)) {
+        throw new StoreError('invalid', `${this.description}: this change must update more records in one transaction than etcd allows (--max-txn-ops, default 128); nothing was written: raise --max-txn-ops on the etcd members`);
+      }
       throw new StoreUnavailableError(`${this.description} ${what}`, err);
     }
   }
