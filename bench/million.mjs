@@ -135,16 +135,21 @@ try {
   if (ONE) {
     log(`seeding /one: ${ONE} VMs of one network`);
     await seed(etcd.endpoint, '/one', { vms: ONE, users: 1000, networks: 1 });
+    // RSS 1.5 s after the first answer, and settled 10 s after it (serve hands memory back in the
+    // seconds after a load: daemon/compact.ts).
     const colds = [];
-    let rss = 0;
+    const rss = [];
+    const settled = [];
     for (let r = 0; r < ROUNDS; r++) {
       const s = await startServe({ endpoint: etcd.endpoint, prefix: '/one', networks: ['net0'], readyName: `vm${ONE - 1}.${domainOf('net0')}`, timeoutMs: 600_000 });
       colds.push(s.readyMs);
       await sleep(1500);
-      rss = rssMiB(s.pid);
+      rss.push(rssMiB(s.pid));
+      await sleep(8500);
+      settled.push(rssMiB(s.pid));
       await s.stop();
     }
-    out.one = { vms: ONE, coldMs: median(colds), rss };
+    out.one = { vms: ONE, coldMs: median(colds), rss: median(rss), rssSettled: median(settled) };
   }
   out.final = await etcdStatus(etcd.endpoint);
 } finally {
