@@ -11,6 +11,8 @@ import { inRange } from './keys.js';
 import type { KvChange, KvEntry } from './kv.js';
 import { hostCopiesConsistent } from './scope.test-support.js';
 import { StoreError } from './errors.js';
+import { StoreWriter } from './writer.js';
+import type { Kv } from './kv.js';
 
 const net = (name: string, n: number, extra: Record<string, unknown> = {}) => ({
   name, prefix6: `2001:db8:${n}::/64`, prefix4: `10.${n}.0.0/24`, domain: `${name}.example`, metadata6: `2001:db8:${n}::1`, ...extra,
@@ -99,13 +101,17 @@ describe('host network copies under concurrent writers', () => {
     const s = etcdTestStore();
     try {
       await s.writer.addNetwork(net('n', 9, { forwardTo: ['m'] }));
+      await s.writer.addNetwork(net('p', 12));
+      await s.writer.addVm({ name: 'p0', network: 'p', host: 'h0' });
       // Rounds of: VMs landing on new hosts while the network's forwarding changes and its target
       // comes and goes; then all of them leaving at once (removed, or moved to another host).
       const VMS = [0, 1, 2, 3, 4, 5, 6, 7];
       for (let round = 0; round < 10; round++) {
         await Promise.all([
           ...VMS.map((i) => s.writer.addVm({ name: `v${round}-${i}`, network: 'n', host: `h${i % 3}` })),
-          s.writer.setNetworkForwarding('n', round % 2 ? ['m', '*'] : ['m']),
+          // n starts or stops forwarding to m while m comes or goes: neither may pass the other.
+          s.writer.setNetworkForwarding('n', round % 4 < 2 ? ['m'] : []),
+          s.writer.setNetworkForwarding('p', round % 4 < 2 ? [] : ['m']),
           round % 2 ? s.writer.removeNetwork('m') : s.writer.addNetwork(net('m', 8)),
         ]);
         expect(await hostCopiesConsistent(s.store.kv, s.store.keys)).toEqual([]);
@@ -123,6 +129,50 @@ describe('host network copies under concurrent writers', () => {
       await s.close();
     }
   }, 120_000);
+});
+
+describe('a forwarding change and the add or removal of its target, interleaved', () => {
+  /** A Kv whose next transaction waits until `release()`: the writer has read, and not yet committed. */
+  function gated(kv: Kv): { kv: Kv; reached: Promise<void>; release: () => void } {
+    let release!: () => void;
+    let reach!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const reached = new Promise<void>((r) => (reach = r));
+    let first = true;
+    const wrapped = Object.create(kv) as Kv;
+    wrapped.txn = async (t) => {
+      if (first) {
+        first = false;
+        reach();
+        await gate;
+      }
+      return kv.txn(t);
+    };
+    return { kv: wrapped, reached, release };
+  }
+
+  for (const target of ['removed', 'added'] as const) {
+    it(`the target ${target} on what it read before the forwarding changed: the copies still end right`, async () => {
+      const s = etcdTestStore();
+      try {
+        await s.writer.addNetwork(net('x', 20));
+        await s.writer.addVm({ name: 'x0', network: 'x', host: 'h0' });
+        if (target === 'removed') await s.writer.addNetwork(net('m', 21));
+        const g = gated(s.store.kv);
+        const slow = new StoreWriter(g.kv, s.store.keys);
+        const pending = target === 'removed' ? slow.removeNetwork('m') : slow.addNetwork(net('m', 21));
+        await g.reached; // it has read which networks forward to m: none yet
+        await s.writer.setNetworkForwarding('x', ['m']);
+        g.release();
+        await pending;
+        expect(await hostCopiesConsistent(s.store.kv, s.store.keys)).toEqual([]);
+        const copy = JSON.parse((await s.store.kv.get(s.store.keys.hostNetwork('h0', 'x')))!.value) as { forward6: string[] };
+        expect(copy.forward6).toEqual(target === 'removed' ? [] : ['2001:db8:21::/64']);
+      } finally {
+        await s.close();
+      }
+    });
+  }
 });
 
 describe('a network on more hosts than one etcd transaction can update', () => {

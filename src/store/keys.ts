@@ -17,6 +17,9 @@
 //                                        metadata addresses, forwarding resolved to prefixes), while
 //                                        <host> runs a VM of <network>              agent of <host>: read
 //   placed/<network>/<host>          "": <host> holds a copy of <network> (how a network change finds them)
+//   network-epoch                    a counter every network add, remove and change bumps: they
+//                                    serialize, so a forwarding change and the add or removal of
+//                                    its target never pass each other            operators only
 //
 // ".owners" is no DNS label, so it never collides with a VM name. Layout 1 (before `store migrate`)
 // had no owner copies, no owned/ refs, no launch specs, and kept VmState at vm-state/<network>/<name>;
@@ -83,6 +86,7 @@ export class Keys {
   placed(network: string, host: string): string { return `${this.prefix}/placed/${network}/${host}`; }
   placedOf(network: string): string { return `${this.prefix}/placed/${network}/`; }
   get placements(): string { return `${this.prefix}/placed/`; }
+  get networkEpoch(): string { return `${this.prefix}/network-epoch`; }
   /** Layout 1's VmState key (read by `store migrate` only). */
   legacyVmState(network: string, name: string): string { return `${this.prefix}/vm-state/${network}/${name}`; }
   get legacyVmStates(): string { return `${this.prefix}/vm-state/`; }

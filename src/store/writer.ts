@@ -147,7 +147,7 @@ export class StoreWriter {
     for (let i = 0; i < CAS_ATTEMPTS; i++) {
       // Networks that forward to this one get its prefixes in their host copies, now.
       const forwarders = await this.forwardersTo(network.name);
-      const r = await this.kv.txn(merge(layout, forwarders, {
+      const r = await this.kv.txn(merge(layout, await this.bumpNetworkEpoch(), forwarders, {
         compares: [{ key: this.keys.network(network.name), modRevision: 0 }],
         puts: [{ key: this.keys.network(network.name), value: JSON.stringify(network) }],
         deletes: [],
@@ -181,7 +181,7 @@ export class StoreWriter {
     for (let i = 0; i < CAS_ATTEMPTS; i++) {
       const { network: current, entry } = await this.getNetwork(name);
       const next = validate(NetworkSchema, change(current), 'network');
-      const r = await this.kv.txn(merge(await this.hostCopies(next), {
+      const r = await this.kv.txn(merge(await this.bumpNetworkEpoch(), await this.hostCopies(next), {
         compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [{ key: entry.key, value: JSON.stringify(next) }], deletes: [],
       }));
       if (r.succeeded) return next;
@@ -197,7 +197,7 @@ export class StoreWriter {
       if (vms.length) throw inUse(`network "${name}" still has ${vms.length} VM(s); remove them first`);
       // Networks that forward to it lose its prefixes from their host copies in the same step.
       const forwarders = await this.forwardersTo(name);
-      const r = await this.kv.txn(merge(forwarders, await this.refreshForwarders(forwarders, { name }), {
+      const r = await this.kv.txn(merge(await this.bumpNetworkEpoch(), forwarders, await this.refreshForwarders(forwarders, { name }), {
         compares: [{ key: entry.key, modRevision: entry.modRevision }], puts: [], deletes: [entry.key],
       }));
       if (r.succeeded) return;
@@ -462,6 +462,18 @@ export class StoreWriter {
     const targets = await this.readTargets(network, pending);
     const value = hostNetworkCopy(network, targets.lookup);
     return merge(targets.ops, await this.refreshCopies(markers.map((marker) => this.keys.hostNetwork(this.keys.parse(marker.key)!.parts[1], network.name)), value));
+  }
+
+  /**
+   * Network adds, removals and changes pass one counter (keys.ts network-epoch): a forwarding
+   * change that resolved its targets and the add or removal of one of them cannot both commit on
+   * what each read before the other (the removal would leave the target's prefixes in the
+   * forwarder's host copies, where a later network reusing them would be reachable).
+   */
+  private async bumpNetworkEpoch(): Promise<Ops> {
+    const e = await this.kv.get(this.keys.networkEpoch);
+    const n = Number(e?.value ?? 0);
+    return { compares: [{ key: this.keys.networkEpoch, modRevision: e?.modRevision ?? 0 }], puts: [{ key: this.keys.networkEpoch, value: String((Number.isSafeInteger(n) ? n : 0) + 1) }], deletes: [] };
   }
 
   /** The networks whose forwardTo names `name`, each compared: their host copies resolve it. */
