@@ -82,9 +82,15 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const agent = new HostAgent(opts, registry, qemu, accel, qemuUser.uid, imageDirs);
   const source = opts.store.source(opts.log, opts.store.keys.agentRanges(opts.host));
   await source.start(registry);
-  if (registry.layout !== undefined && registry.layout !== LAYOUT) {
+  // Only a store already in our layout: one that gets there while we follow it (store migrate
+  // writes the marker last) could show us the marker before all of this host's launch specs and
+  // network copies, and a VM missing from those would be stopped.
+  if (registry.layout !== LAYOUT) {
     await source.close();
-    throw new LayoutRefused(`store at ${opts.store.keys.root} has layout ${registry.layout}: run \`uncloud-metadata store migrate\` (this agent reads layout ${LAYOUT}); no VM was touched`);
+    const why = registry.layout === undefined
+      ? 'has no layout marker (layout 1, or no network created yet): run `uncloud-metadata store migrate`, or create a network first'
+      : `has layout ${registry.layout}: run \`uncloud-metadata store migrate\``;
+    throw new LayoutRefused(`store at ${opts.store.keys.root} ${why} (this agent reads layout ${LAYOUT}); no VM was touched`);
   }
   registry.on('change', () => agent.schedule()); // what changed before this, the first pass sees
   await agent.start();
@@ -194,8 +200,8 @@ class HostAgent {
 
   private async reconcile(): Promise<void> {
     if (!this.registry.loaded) return;
-    // Without the marker (an empty store, or layout 1) or in another layout, this host's VMs may
-    // simply be invisible here: stopping them for that would be the worst answer. Wait instead.
+    // The marker gone or changed under us (a restored or rewritten store): this host's VMs may
+    // simply be invisible here, and stopping them for that would be the worst answer. Wait instead.
     if (this.registry.layout !== LAYOUT) {
       if (this.layoutWarned !== this.registry.layout) {
         this.layoutWarned = this.registry.layout;

@@ -46,6 +46,12 @@ describe('agent command', () => {
     expect(r.stderr).not.toMatch(/nftables|qemu started|"level":50/);
   });
 
+  it('refuses a store with no layout marker in one line, touching nothing', async () => {
+    const r = await agent('--user', QEMU_USER, '--store', `file:${join(dir, 'empty.json')}`);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trimEnd().split('\n').filter((l) => !l.startsWith('{'))).toEqual(['error: store at /uncloud/ has no layout marker (layout 1, or no network created yet): run `uncloud-metadata store migrate`, or create a network first (this agent reads layout 3); no VM was touched']);
+  });
+
   it('refuses a relative image directory in one line', async () => {
     const r = await agent('--image-dir', 'images');
     expect(r.code).not.toBe(0);

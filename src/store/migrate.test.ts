@@ -196,15 +196,22 @@ describe('store migrate on a store in layout 2 (agents read every network record
       await t.writer.addNetwork(net('db', 2, { prefix4: '10.2.0.0/24' }));
       for (let i = 0; i < 60; i++) await t.writer.addVm({ name: `v${i}`, network: i % 3 ? 'lab' : 'db', host: `hv${i % 4}` });
       await t.writer.addVm({ name: 'nowhere', network: 'lab' });
-      const made = (await t.store.kv.range(t.store.keys.root)).entries.map((e) => [e.key, e.value]);
+      await t.writer.addVm({ name: 'lonely', network: 'lab', host: 'hv9' }); // its record goes bad below
+      const broken = t.store.keys.vm('lab', 'lonely');
+      const made = (await t.store.kv.range(t.store.keys.root)).entries.map((e) => [e.key, e.key === broken ? '{"v":1,"broken":true}' : e.value]);
       // What layout 2 had: no host copies, no placed/ markers.
       const layout2 = made.filter(([k]) => !['host-network', 'placed'].includes(t.store.keys.parse(k)?.kind ?? ''));
-      expect(made.length - layout2.length).toBe(2 * 8); // 4 hosts x 2 networks, a copy and a marker each
-      await t.store.kv.txn({ compares: [], puts: [{ key: t.store.keys.layout, value: '{"v":2}' }], deletes: made.filter((e) => !layout2.includes(e)).map(([k]) => k) });
+      expect(made.length - layout2.length).toBe(2 * 9); // hv0-3 x 2 networks and hv9 x lab, a copy and a marker each
+      await t.store.kv.txn({
+        compares: [], deletes: made.filter((e) => !layout2.includes(e)).map(([k]) => k),
+        puts: [{ key: t.store.keys.layout, value: '{"v":2}' }, { key: broken, value: '{"v":1,"broken":true}' }],
+      });
       await expect(new StoreWriter(t.store.kv, t.store.keys).addVm({ name: 'late', network: 'lab', host: 'hv1' })).rejects.toThrow(/has layout 2; this version writes layout 3/);
 
       const report = await migrateStore(t.store.kv, t.store.keys);
-      expect(report).toMatchObject({ from: 2, vms: 61, written: 2 * 8 + 1, skipped: [] });
+      // The VM whose record is unreadable is named, and its host still gets the copy its agent
+      // needs for the launch spec that is there (without it, the agent would stop that VM).
+      expect(report).toMatchObject({ from: 2, vms: 62, written: 2 * 9 + 1, skipped: [broken] });
       const after = (await t.store.kv.range(t.store.keys.root)).entries.map((e) => [e.key, e.value]);
       expect(after.sort()).toEqual(made.sort());
       expect(await hostCopiesConsistent(t.store.kv, t.store.keys)).toEqual([]);

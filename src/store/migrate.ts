@@ -32,6 +32,8 @@ export interface MigrateOptions {
 }
 
 interface Batch { compares: KvCompare[]; puts: { key: string; value: string }[]; deletes: string[] }
+/** A network's copy on its hosts, with what must not have changed for it to be right. */
+interface HostCopy { compares: KvCompare[]; value: string }
 
 export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}): Promise<MigrateReport> {
   const marker = await kv.get(keys.layout);
@@ -44,15 +46,19 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
   const networks = networkEntries.map((e) => keys.parse(e.key)?.parts[0]).filter((n): n is string => !!n);
   report.networks = networks.length;
   // Host copies are made from the network records as read here; each batch that writes one
-  // compares its network, so a network changed meanwhile fails the run (run it again).
+  // compares its network and the network epoch (every network add, remove and change bumps it),
+  // so a network or a forwarding target changed meanwhile fails the run (run it again).
+  const epoch = await kv.get(keys.networkEpoch);
+  const epochCompare: KvCompare = { key: keys.networkEpoch, modRevision: epoch?.modRevision ?? 0 };
   const records = new Map<string, { entry: KvEntry; network: Network }>();
   for (const entry of networkEntries) {
     const parsed = NetworkSchema.safeParse(safeJson(entry.value));
     if (parsed.success) records.set(parsed.data.name, { entry, network: parsed.data });
     else report.skipped.push(entry.key);
   }
-  const hostCopy = new Map([...records].map(([name, { entry, network }]) => [name, {
-    entry, value: hostNetworkCopy(network, (target) => records.get(target)?.network),
+  const hostCopy = new Map<string, HostCopy>([...records].map(([name, { entry, network }]) => [name, {
+    compares: [{ key: entry.key, modRevision: entry.modRevision }, epochCompare],
+    value: hostNetworkCopy(network, (target) => records.get(target)?.network),
   }]));
 
   // What layout 2 adds, read once in bulk (a store of a million VMs is not read key by key): the
@@ -92,6 +98,30 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
       report.vms += chunk.length;
       opts.onBatch?.({ vms: report.vms, written: report.written });
     }
+  }
+
+  // Every host with a launch spec in a network gets that network's copy, also where the VM record
+  // itself was skipped (an agent missing the copy would stop the VM).
+  const pairs = new Set<string>();
+  for (const key of known.keys()) {
+    const k = keys.parse(key);
+    if (k?.kind === 'launch') pairs.add(`${k.parts[0]}/${k.parts[1]}`);
+  }
+  const missing = [...pairs].map((p) => p.split('/')).filter(([host, network]) => {
+    const copy = hostCopy.get(network);
+    return copy && (known.get(keys.hostNetwork(host, network)) !== copy.value || known.get(keys.placed(network, host)) !== '');
+  });
+  for (let i = 0; i < missing.length; i += Math.floor(TXN_OPS / 2)) {
+    const batch: Batch = { compares: [], puts: [], deletes: [] };
+    for (const [host, network] of missing.slice(i, i + Math.floor(TXN_OPS / 2))) {
+      const copy = hostCopy.get(network)!;
+      batch.puts.push({ key: keys.hostNetwork(host, network), value: copy.value }, { key: keys.placed(network, host), value: '' });
+      for (const c of copy.compares) if (!batch.compares.some((b) => b.key === c.key)) batch.compares.push(c);
+    }
+    const r = await kv.txn(batch);
+    if (!r.succeeded) throw new StoreError('conflict', 'networks changed while migrating; stop other writers and run `store migrate` again');
+    report.written += batch.puts.length;
+    opts.onBatch?.({ vms: report.vms, written: report.written });
   }
 
   // Agent reports: from vm-state/<network>/<name> to hosts/<host>/state/<network>/<name>.
@@ -142,7 +172,7 @@ interface Reader {
 }
 
 /** What these VMs lack in layout 2, guarded by the revisions it was read at. */
-async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: MigrateReport, hostCopy?: { entry: KvEntry; value: string }): Promise<Batch> {
+async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: MigrateReport, hostCopy?: HostCopy): Promise<Batch> {
   const batch: Batch = { compares: [], puts: [], deletes: [] };
   const users = new Map<string, KvEntry | undefined>();
   const want = new Map<string, string>();
@@ -174,7 +204,7 @@ async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: Mig
   }
   for (const [name, user] of users) batch.compares.push({ key: keys.user(name), modRevision: user?.modRevision ?? 0 });
   for (const [key, value] of want) if ((await read.value(key)) !== value) batch.puts.push({ key, value });
-  if (hostCopy && batch.puts.some((p) => keys.parse(p.key)?.kind === 'host-network')) batch.compares.push({ key: hostCopy.entry.key, modRevision: hostCopy.entry.modRevision });
+  if (hostCopy && batch.puts.some((p) => keys.parse(p.key)?.kind === 'host-network')) batch.compares.push(...hostCopy.compares);
   return batch;
 }
 
