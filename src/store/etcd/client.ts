@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Etcd3 } from 'etcd3';
+import { guardWatchManager } from './watch-guard.js';
 
 // etcd3 pulls in gRPC and protobufjs (most of a CLI command's start-up time): load it only when a
 // command actually talks to etcd, not for file stores, --help or config checks.
@@ -36,6 +37,7 @@ export function createEtcdClient(opts: EtcdOptions): Etcd3 {
   const scheme = opts.tls ? 'https' : 'http';
   const timeout = opts.callTimeoutMs ?? 5000;
   const { Etcd3: Client } = require('etcd3') as typeof import('etcd3');
+  guardWatchManager(require('etcd3/lib/watch.js').WatchManager);
   const { ExponentialBackoff, noop } = require('cockatiel') as typeof import('cockatiel');
   return new Client({
     hosts: opts.endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `${scheme}://${e}`)),
