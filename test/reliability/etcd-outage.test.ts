@@ -20,6 +20,7 @@ describe('etcd outages, freezes, compaction and rewinds', () => {
   let store: OpenedStore;
   let writer: StoreWriter;
   let d: Daemon;
+  let stopping = false;
   /** Every VM name ever used here: each must resolve exactly as etcd says (or NXDOMAIN). */
   const names = new Set<string>();
   let seq = 0;
@@ -73,10 +74,15 @@ describe('etcd outages, freezes, compaction and rewinds', () => {
     names.add('self');
     await addVms(40);
     d = await startDaemon(etcd.url, PREFIX, ['--log-level', 'info']);
+    // The daemon must outlive every test here; if it does not, say how it ended and what it said last.
+    d.run.proc.once('exit', (code, signal) => {
+      if (!stopping) process.stderr.write(`etcd-outage: serve exited (code ${code}, signal ${signal}); its last output:\n${d.run.output().slice(-4000)}\n`);
+    });
     expect(await diff()).toEqual([]);
   }, 60_000);
 
   afterAll(async () => {
+    stopping = true;
     await d?.run.stop('SIGKILL');
     await store?.kv.close();
     await etcd?.close();
