@@ -14,7 +14,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd } from './lib/etcd.mjs';
-import { DnsClient } from './lib/dns-client.mjs';
+import { firstAnswer } from './lib/serve.mjs';
 import { freePort, median, rssMiB, sleep, stopChild } from './lib/proc.mjs';
 
 const dirs = process.argv.slice(2).map((d) => resolve(d));
@@ -38,22 +38,7 @@ async function serve(dir, endpoint, prefix, readyName) {
   const child = spawn(process.execPath, [join(dir, 'dist/cli/main.js'), 'serve', '--store', `etcd://${endpoint}`, '--prefix', prefix,
     '--dns', `127.0.0.1:${dns}`, '--http', `127.0.0.1:${http}`, '--admin', `127.0.0.1:${admin}`, '--log-level', 'error', '--network', 'net0'],
   { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: `--require ${hook}`, UNCLOUD_BENCH_MEM_DIR: memDir } });
-  let stderr = '';
-  child.stderr.on('data', (b) => (stderr = (stderr + b).slice(-4000)));
-  const client = new DnsClient('127.0.0.1', dns);
-  try {
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`serve (${dir}) exited ${child.exitCode}: ${stderr}`);
-      const r = await client.query(readyName, 28, 50);
-      if (r && r.rcode === 0 && r.answers > 0) break;
-      await sleep(10);
-    }
-  } catch (err) {
-    await stopChild(child);
-    throw err;
-  } finally {
-    client.close();
-  }
+  await firstAnswer(child, dns, readyName, { t0, timeoutMs: 600_000, what: `serve (${dir})` });
   return { child, readyMs: performance.now() - t0, cpuMs: cpuMs(child.pid) };
 }
 

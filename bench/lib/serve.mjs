@@ -16,23 +16,7 @@ export async function startServe({ endpoint, prefix, workers = 1, readyName, ups
     '--http', `127.0.0.1:${http}`, '--admin', `127.0.0.1:${admin}`, '--log-level', 'error', '--workers', String(workers),
     ...(upstream ? ['--upstream', upstream] : []), ...networks.flatMap((n) => ['--network', n])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (b) => (stderr = (stderr + b).slice(-4000)));
-  const client = new DnsClient('127.0.0.1', dns);
-  try {
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${stderr}`);
-      if (performance.now() - t0 > timeoutMs) throw new Error(`serve not ready within ${timeoutMs} ms: ${stderr}`);
-      const r = await client.query(readyName, 28, 50);
-      if (r && r.rcode === 0 && r.answers > 0) break;
-      await sleep(10);
-    }
-  } catch (err) {
-    await stopChild(child);
-    throw err;
-  } finally {
-    client.close();
-  }
+  await firstAnswer(child, dns, readyName, { t0, timeoutMs, what: 'serve' });
   const readyMs = performance.now() - t0;
   // With workers, the first answer may come from the first worker: wait for the others too.
   if (workers > 1) await waitForWorkers(admin, workers);
@@ -50,5 +34,29 @@ async function waitForWorkers(admin, n) {
       if (ok >= 4 * n) return;
     } catch { ok = 0; }
     await sleep(20);
+  }
+}
+
+/**
+ * Waits until a started `serve` answers `readyName` (AAAA) on its DNS port: its cold start. A
+ * child that exits, or stays silent past `timeoutMs`, is stopped and reported with its last stderr.
+ */
+export async function firstAnswer(child, dns, readyName, { t0 = performance.now(), timeoutMs = 120_000, what = 'serve' } = {}) {
+  let stderr = '';
+  child.stderr.on('data', (b) => (stderr = (stderr + b).slice(-4000)));
+  const client = new DnsClient('127.0.0.1', dns);
+  try {
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`${what} exited ${child.exitCode}: ${stderr}`);
+      if (performance.now() - t0 > timeoutMs) throw new Error(`${what} not ready within ${timeoutMs} ms: ${stderr}`);
+      const r = await client.query(readyName, 28, 50);
+      if (r && r.rcode === 0 && r.answers > 0) break;
+      await sleep(10);
+    }
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  } finally {
+    client.close();
   }
 }
