@@ -1,13 +1,15 @@
 // `store migrate`: brings a store written in layout 1 or 2 to layout 3 (keys.ts). Additive and
-// idempotent: every VM gets its owner reference, its owner's key copy in its network, its launch
-// spec and its network's copy on its host (with the placed/ marker); each agent report moves from
-// vm-state/ to its host's range; the layout marker is written last. Each batch commits only if the VMs and users it read did not change meanwhile,
-// so a run killed at any point leaves a store the next run completes, and a second run over a
-// finished store writes nothing.
+// idempotent: every VM gets its owner reference, its owner's key copy in its network and its
+// launch spec; every host with a launch spec gets the copy of that network (with the placed/
+// marker); each agent report moves from vm-state/ to its host's range; the layout marker is
+// written last. Each batch commits only if what it read did not change meanwhile, so a run killed
+// at any point leaves a store the next run completes, and a second run over a finished store
+// writes nothing.
 import type { Kv, KvCompare, KvEntry } from './kv.js';
 import { LAYOUT, type Keys } from './keys.js';
 import { hostNetworkCopy, launchSpec } from './derived.js';
 import { StoreError } from './errors.js';
+import { parseJson } from './json.js';
 import { NetworkSchema, UserSchema, VmSchema, VmStateSchema, type Network } from '../model/schema.js';
 
 /** etcd's default --max-txn-ops is 128 (compares and puts count separately). */
@@ -37,7 +39,7 @@ interface HostCopy { compares: KvCompare[]; value: string }
 
 export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}): Promise<MigrateReport> {
   const marker = await kv.get(keys.layout);
-  const from = marker ? Number((safeJson(marker.value) as { v?: number } | undefined)?.v) : 1;
+  const from = marker ? Number((parseJson(marker.value) as { v?: number } | undefined)?.v) : 1;
   if (from > LAYOUT || !Number.isInteger(from)) {
     throw new StoreError('invalid', `store at ${keys.root} has layout ${marker?.value}; this version knows layouts up to ${LAYOUT}`);
   }
@@ -52,7 +54,7 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
   const epochCompare: KvCompare = { key: keys.networkEpoch, modRevision: epoch?.modRevision ?? 0 };
   const records = new Map<string, { entry: KvEntry; network: Network }>();
   for (const entry of networkEntries) {
-    const parsed = NetworkSchema.safeParse(safeJson(entry.value));
+    const parsed = NetworkSchema.safeParse(parseJson(entry.value));
     if (parsed.success) records.set(parsed.data.name, { entry, network: parsed.data });
     else report.skipped.push(entry.key);
   }
@@ -88,9 +90,8 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
     for (const e of entries) if (keys.parse(e.key)?.kind === 'owner') known.set(e.key, e.value);
     const vms = entries.filter((e) => keys.parse(e.key)?.kind === 'vm');
     for (let i = 0; i < vms.length;) {
-      // At most five puts per VM (owned ref, owner copy, launch spec, host copy, placed marker).
-      const chunk = vms.slice(i, i + Math.floor(TXN_OPS / 5));
-      await commitWithRetry(kv, (attempt) => planVms(attempt === 0 ? snapshot : live, keys, chunk, report, hostCopy.get(network)), (batch) => {
+      const chunk = vms.slice(i, i + Math.floor(TXN_OPS / 4));
+      await commitWithRetry(kv, (attempt) => planVms(attempt === 0 ? snapshot : live, keys, chunk, report), (batch) => {
         report.written += batch.puts.length + batch.deletes.length;
         for (const p of batch.puts) known.set(p.key, p.value);
       });
@@ -100,8 +101,9 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
     }
   }
 
-  // Every host with a launch spec in a network gets that network's copy, also where the VM record
-  // itself was skipped (an agent missing the copy would stop the VM).
+  // Every host with a launch spec in a network (read at the start, or written above) gets that
+  // network's copy, also where the VM record itself was skipped: an agent missing the copy would
+  // stop the VM.
   const pairs = new Set<string>();
   for (const key of known.keys()) {
     const k = keys.parse(key);
@@ -131,7 +133,7 @@ export async function migrateStore(kv: Kv, keys: Keys, opts: MigrateOptions = {}
     const batch: Batch = { compares: [], puts: [], deletes: [] };
     for (const e of chunk) {
       const k = keys.parse(e.key);
-      const state = VmStateSchema.safeParse(safeJson(e.value));
+      const state = VmStateSchema.safeParse(parseJson(e.value));
       if (k?.kind !== 'legacy-vm-state' || !state.success) {
         report.skipped.push(e.key);
         continue;
@@ -172,14 +174,14 @@ interface Reader {
 }
 
 /** What these VMs lack in layout 2, guarded by the revisions it was read at. */
-async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: MigrateReport, hostCopy?: HostCopy): Promise<Batch> {
+async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: MigrateReport): Promise<Batch> {
   const batch: Batch = { compares: [], puts: [], deletes: [] };
   const users = new Map<string, KvEntry | undefined>();
   const want = new Map<string, string>();
   for (const stale of entries) {
     const e = await read.vm(stale);
     if (!e) continue;
-    const parsed = VmSchema.safeParse(safeJson(e.value));
+    const parsed = VmSchema.safeParse(parseJson(e.value));
     if (!parsed.success) {
       if (!report.skipped.includes(e.key)) report.skipped.push(e.key);
       continue;
@@ -189,22 +191,15 @@ async function planVms(read: Reader, keys: Keys, entries: KvEntry[], report: Mig
     if (vm.owner) {
       if (!users.has(vm.owner)) users.set(vm.owner, await read.user(keys.user(vm.owner)));
       const user = users.get(vm.owner);
-      const decoded = user && UserSchema.safeParse(safeJson(user.value));
+      const decoded = user && UserSchema.safeParse(parseJson(user.value));
       want.set(keys.owned(vm.owner, vm.network, vm.name), '');
       if (decoded?.success) want.set(keys.owner(vm.network, vm.owner), JSON.stringify(decoded.data));
       else if (!report.skipped.includes(keys.user(vm.owner))) report.skipped.push(keys.user(vm.owner));
     }
-    if (vm.host) {
-      want.set(keys.launch(vm.host, vm.network, vm.name), launchSpec(vm));
-      if (hostCopy) {
-        want.set(keys.hostNetwork(vm.host, vm.network), hostCopy.value);
-        want.set(keys.placed(vm.network, vm.host), '');
-      }
-    }
+    if (vm.host) want.set(keys.launch(vm.host, vm.network, vm.name), launchSpec(vm));
   }
   for (const [name, user] of users) batch.compares.push({ key: keys.user(name), modRevision: user?.modRevision ?? 0 });
   for (const [key, value] of want) if ((await read.value(key)) !== value) batch.puts.push({ key, value });
-  if (hostCopy && batch.puts.some((p) => keys.parse(p.key)?.kind === 'host-network')) batch.compares.push(...hostCopy.compares);
   return batch;
 }
 
@@ -219,12 +214,4 @@ async function commitWithRetry(kv: Kv, plan: (attempt: number) => Promise<Batch>
     }
   }
   throw new StoreError('conflict', 'VMs kept changing while migrating them; stop other writers and run `store migrate` again');
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
