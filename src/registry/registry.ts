@@ -141,12 +141,17 @@ export class Registry extends EventEmitter implements StateSink {
   private attributes = new Map<string, GuestAttributes>();
   private hostsByName = new Map<string, Host>();
   private readonly only?: Set<string>;
+  /** The appliance reads network and VM records; the agent its host's copies and launch specs. */
+  private readonly networkKind: 'network' | 'host-network';
+  private readonly vmKind: 'vm' | 'launch';
 
   constructor(private readonly opts: RegistryOptions) {
     super();
     this.setMaxListeners(0);
     this.keys = new Keys(opts.prefix);
     this.only = opts.networks?.length ? new Set(opts.networks) : undefined;
+    this.networkKind = opts.vmsFrom === 'launch' ? 'host-network' : 'network';
+    this.vmKind = opts.vmsFrom === 'launch' ? 'launch' : 'vm';
   }
 
   // ---- lookups (all O(1) but the prefix scan over networks, which are few) ----
@@ -277,14 +282,13 @@ export class Registry extends EventEmitter implements StateSink {
       }
       case 'network':
       case 'host-network': {
-        // The appliance reads network records; the agent its host's copies of them.
-        if (k.kind !== (this.opts.vmsFrom === 'launch' ? 'host-network' : 'network')) return none;
-        const name = k.kind === 'network' ? k.parts[0] : k.parts[1];
+        if (k.kind !== this.networkKind) return none;
+        const name = k.parts[k.parts.length - 1]; // networks/<name>, hosts/<host>/networks/<name>
         if (this.only && !this.only.has(name)) return none;
         // The writer re-puts a network unchanged when its first VM lands on a host: nothing changes.
         if (this.networkTexts.get(name) === value) return none;
         const copy = k.kind === 'host-network' ? this.decode(HostNetworkSchema, key, value) : undefined;
-        const n = copy ? copy.network : k.kind === 'network' ? this.decode(NetworkSchema, key, value) : undefined;
+        const n = k.kind === 'host-network' ? copy?.network : this.decode(NetworkSchema, key, value);
         if (!n || n.name !== name) return n ? (this.skip(key, 'name does not match key'), this.remove(key)) : this.remove(key);
         const old = this.networksByName.get(n.name);
         if (old) this.networksByDomain.delete(old.network.domain);
@@ -323,8 +327,8 @@ export class Registry extends EventEmitter implements StateSink {
       }
       case 'vm':
       case 'launch': {
-        if (k.kind !== (this.opts.vmsFrom === 'launch' ? 'launch' : 'vm')) return none;
-        const [network, name] = k.kind === 'launch' ? k.parts.slice(1) : k.parts;
+        if (k.kind !== this.vmKind) return none;
+        const [network, name] = k.parts.slice(-2); // vms/<network>/<name>, hosts/<host>/vms/<network>/<name>
         const vm = this.decode(VmSchema, key, value, canonicalVm);
         const vkey = `${network}/${name}`;
         if (!vm || vm.network !== network || vm.name !== name || (k.kind === 'launch' && vm.host !== k.parts[0])) {
@@ -368,8 +372,8 @@ export class Registry extends EventEmitter implements StateSink {
       }
       case 'network':
       case 'host-network': {
-        if (k.kind !== (this.opts.vmsFrom === 'launch' ? 'host-network' : 'network')) return { vms: [], networks: false };
-        const name = k.kind === 'network' ? k.parts[0] : k.parts[1];
+        if (k.kind !== this.networkKind) return { vms: [], networks: false };
+        const name = k.parts[k.parts.length - 1];
         const old = this.networksByName.get(name);
         if (!old) return { vms: [], networks: false };
         this.networksByName.delete(name);
@@ -389,8 +393,8 @@ export class Registry extends EventEmitter implements StateSink {
       }
       case 'vm':
       case 'launch': {
-        if (k.kind !== (this.opts.vmsFrom === 'launch' ? 'launch' : 'vm')) return { vms: [], networks: false };
-        const vkey = k.kind === 'launch' ? `${k.parts[1]}/${k.parts[2]}` : `${k.parts[0]}/${k.parts[1]}`;
+        if (k.kind !== this.vmKind) return { vms: [], networks: false };
+        const vkey = k.parts.slice(-2).join('/');
         if (!this.vms.has(vkey)) return { vms: [], networks: false };
         this.forgetVmRecord(vkey);
         return { vms: [vkey], networks: false };
