@@ -240,7 +240,7 @@ class HostAgent {
     }
 
     // 3. Rules before any VM starts: a VM never runs unprotected.
-    const rules = this.rules.render(ready.map((v) => ({ view: v, tap: this.managed.get(v.key)!.tap })), this.registry.networks());
+    const rules = this.rules.render(ready.map((v) => ({ view: v, tap: this.managed.get(v.key)!.tap })), (name) => this.registry.network(name));
     if (rules !== this.appliedRules) {
       try {
         await applyRuleset(rules, this.opts.nft);

@@ -67,8 +67,8 @@ describe('host rules from the registry', () => {
     const rules = new HostRules(log);
     const wide = network('wide', 'fd00:b::/56');
     const vms = [{ view: vm(wide, '52:54:00:bb:00:01', ['fd00:b::5054:ff:febb:1']), tap: 'uc525400bb0001' }];
-    const text = rules.render(vms, [view(wide)]);
-    rules.render(vms, [view(wide)]);
+    const text = rules.render(vms, () => view(wide));
+    rules.render(vms, () => view(wide));
     expect(text).toMatch(/chain vm_uc525400bb0001 \{\n\s+counter drop\n\s+\}/);
     expect(text).not.toContain('fd00:b::53'); // no host service for it either
     expect(lines).toHaveLength(1);

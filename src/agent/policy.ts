@@ -4,7 +4,7 @@
 // its taps drop everything, and the agent says so once.
 import type { Logger } from 'pino';
 import type { NetworkView, VmView } from '../registry/registry.js';
-import { isSlaac64, metadataAddresses, type Network } from '../model/schema.js';
+import { isSlaac64, metadataAddresses } from '../model/schema.js';
 import { parsePrefix } from '../model/ip.js';
 import { eui64Address } from '../model/eui64.js';
 import { bridgeName } from './names.js';
@@ -41,12 +41,11 @@ export class HostRules {
 
   constructor(private readonly log: Logger) {}
 
-  /** The ruleset for these VMs (each with the tap it is plugged into). */
-  render(vms: { view: VmView; tap: string }[], networks: NetworkView[]): string {
-    const byName = new Map(networks.map((n) => [n.network.name, n]));
+  /** The ruleset for these VMs (each with the tap it is plugged into); `network` finds a network's view by name. */
+  render(vms: { view: VmView; tap: string }[], network: (name: string) => NetworkView | undefined): string {
     const nets = new Map<string, NetworkView>();
     for (const { view } of vms) {
-      const net = byName.get(view.network.name);
+      const net = network(view.network.name);
       if (net) nets.set(view.network.name, net);
       if (!isSlaac64(view.network) && !this.warned.has(view.network.name)) {
         this.warned.add(view.network.name);

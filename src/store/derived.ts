@@ -13,9 +13,14 @@ export interface Put { key: string; value: string }
 const LAUNCH_FIELDS = ['v', 'id', 'name', 'network', 'mac', 'addresses', 'host', 'resources', 'createdAt'] as const;
 
 export function launchSpec(vm: Vm): string {
-  const spec: Record<string, unknown> = {};
-  for (const f of LAUNCH_FIELDS) if (vm[f] !== undefined) spec[f] = vm[f];
-  return JSON.stringify(spec);
+  return JSON.stringify(pick(vm, LAUNCH_FIELDS));
+}
+
+/** The named fields of a record that are set (a copy for a reader that needs only those). */
+function pick<T extends object>(record: T, fields: readonly (keyof T)[]): Partial<T> {
+  const out: Partial<T> = {};
+  for (const f of fields) if (record[f] !== undefined) out[f] = record[f];
+  return out;
 }
 
 /**
@@ -53,11 +58,9 @@ export function forwardTargets(network: Network): string[] {
 export function hostNetworkCopy(network: Network, target: (name: string) => Network | undefined): string {
   const anywhere = network.forwardTo?.includes('*') ?? false;
   const targets = anywhere ? [] : forwardTargets(network).map(target).filter((t): t is Network => !!t);
-  const projected: Record<string, unknown> = {};
-  for (const f of HOST_NETWORK_FIELDS) if (network[f] !== undefined) projected[f] = network[f];
   const copy = {
     v: 1,
-    network: projected,
+    network: pick(network, HOST_NETWORK_FIELDS),
     forward6: anywhere ? ['::/0'] : targets.map((t) => t.prefix6),
     forward4: anywhere ? ['0.0.0.0/0'] : targets.flatMap((t) => (t.prefix4 ? [t.prefix4] : [])),
   } satisfies Omit<HostNetwork, 'network'> & { network: unknown };
