@@ -7,15 +7,15 @@
 //    alike, so the flag is set from inside.
 // 2. The C heap: the store's range pages (gRPC messages of up to 8 MiB and their buffers) live
 //    outside V8's heap, and glibc keeps what they freed in its arenas; malloc_trim(0) hands it
-//    back (measured at 100,000 VMs: [heap] 43 -> 6 MiB). Through koffi, already loaded for the hop
+//    back (measured at 100,000 VMs: [heap] 43 -> 6 MiB). Through koffi (../libc.ts), loaded for the hop
 //    limit; a C library without malloc_trim (musl) simply keeps its memory.
 // 3. The young generation: the load grows it to its maximum (32 MiB) and V8 shrinks it only in a
 //    collection that sees the allocation rate low, which an idle appliance never runs. A few
 //    scavenges (1-5 ms each) in the seconds after the load let it (measured at 100,000 VMs:
 //    new space 31 -> 1 MiB, RSS 224 -> 193 MiB); the C heap is trimmed again after them.
-import { createRequire } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { libcFunction } from '../libc.js';
 
 type Gc = (options?: { type?: 'major' | 'minor' }) => void;
 let gc: Gc | undefined;
@@ -50,8 +50,7 @@ function settle(collect: Gc): void {
 function trimMalloc(): void {
   if (trim === undefined) {
     try {
-      const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-      trim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)') as (pad: number) => number;
+      trim = libcFunction<(pad: number) => number>('int malloc_trim(size_t pad)');
     } catch {
       trim = null;
     }

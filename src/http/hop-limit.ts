@@ -4,8 +4,8 @@
 // libc's setsockopt on the socket's descriptor through koffi (a maintained FFI with prebuilt
 // binaries). The limit is never lowered back on that connection: the kernel builds the IP header
 // when a segment is (re)transmitted, so restoring it could send a retransmitted token further.
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { libcFunction } from '../libc.js';
 
 const IPPROTO_IP = 0;
 const IP_TTL = 2;
@@ -19,9 +19,7 @@ let setsockopt: SetSockOpt | undefined;
 export function loadHopLimit(): void {
   if (setsockopt) return;
   try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const libc = koffi.load('libc.so.6');
-    setsockopt = libc.func('int setsockopt(int fd, int level, int name, const int *value, uint32_t len)') as SetSockOpt;
+    setsockopt = libcFunction<SetSockOpt>('int setsockopt(int fd, int level, int name, const int *value, uint32_t len)');
   } catch (err) {
     throw new Error(`cannot reach libc's setsockopt through koffi, needed to hop-limit IMDSv2 tokens: ${(err as Error).message.split('\n')[0]}`);
   }
