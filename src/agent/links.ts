@@ -38,9 +38,10 @@ export class Links {
    */
   constructor(private readonly ip = 'ip', private readonly cat?: string) {}
 
-  async show(name: string): Promise<IpLink | undefined> {
+  /** The link, if it exists; with `details`, its kind too (linkinfo). */
+  async show(name: string, details = false): Promise<IpLink | undefined> {
     try {
-      const out = JSON.parse(await this.ipRun(['-j', 'link', 'show', 'dev', name])) as IpLink[];
+      const out = JSON.parse(await this.ipRun([...(details ? ['-d'] : []), '-j', 'link', 'show', 'dev', name])) as IpLink[];
       return out[0];
     } catch (err) {
       if (err instanceof CommandError && /does not exist|Cannot find device/.test(err.stderr)) return undefined;
@@ -54,12 +55,12 @@ export class Links {
    */
   async ensureBridge(name: string, mac: string, adoptable?: string[]): Promise<'created' | 'fixed' | 'floating' | 'unknown'> {
     let how: 'created' | 'fixed' | 'floating' | 'unknown' = 'created';
-    const existing = await this.showDetails(name);
+    const existing = await this.show(name, true);
     if (!existing) {
       await this.ipRun(['link', 'add', 'name', name, 'address', mac, 'type', 'bridge']).then(
         () => this.ipRun(['link', 'set', 'dev', name, 'alias', BRIDGE_ALIAS]),
         async (err) => {
-          const raced = await this.showDetails(name);
+          const raced = await this.show(name, true);
           if (!raced) throw err; // lost a race with someone creating it: judged like any existing link
           this.checkAdoptable(raced, adoptable);
           how = await this.macAssignment(name);
@@ -82,15 +83,6 @@ export class Links {
     if (link.linkinfo?.info_kind !== 'bridge') throw new BridgeRefused(`${link.ifname} exists and is not a bridge`);
     if (adoptable && link.ifalias !== BRIDGE_ALIAS && !adoptable.includes(link.ifname)) {
       throw new BridgeRefused(`bridge ${link.ifname} was not made by the agent and is not in agent.bridges`);
-    }
-  }
-
-  private async showDetails(name: string): Promise<IpLink | undefined> {
-    try {
-      return (JSON.parse(await this.ipRun(['-d', '-j', 'link', 'show', 'dev', name])) as IpLink[])[0];
-    } catch (err) {
-      if (err instanceof CommandError && /does not exist|Cannot find device/.test(err.stderr)) return undefined;
-      throw err;
     }
   }
 
