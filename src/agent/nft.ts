@@ -150,16 +150,16 @@ function hostForward(n: NetworkPolicy): string[] {
 
 const indent = (rules: string[], depth = 4) => rules.map((r) => `${' '.repeat(depth)}${r}`);
 
+/** Creates each table if missing, then deletes it: what follows starts from nothing, in the same transaction. */
+const CLEAR = [`table bridge ${TABLE}`, `delete table bridge ${TABLE}`, `table inet ${TABLE}`, `delete table inet ${TABLE}`];
+
 /** Both tables as one `nft -f` script that replaces any previous version atomically. */
 export function renderRuleset(taps: TapPolicy[], networks: NetworkPolicy[] = []): string {
   const byTap = [...taps].sort((a, b) => a.tap.localeCompare(b.tap));
   const byName = [...networks].sort((a, b) => a.name.localeCompare(b.name));
   const guest = `meta mark and ${MARK} != ${MARK} return`;
   return [
-    `table bridge ${TABLE}`,
-    `delete table bridge ${TABLE}`,
-    `table inet ${TABLE}`,
-    `delete table inet ${TABLE}`,
+    ...CLEAR,
     `table bridge ${TABLE} {`,
     '  chain prerouting {',
     '    type filter hook prerouting priority -200; policy accept;',
@@ -198,5 +198,5 @@ export async function checkRuleset(text: string, nft = 'nft'): Promise<void> {
 }
 
 export async function removeTable(nft = 'nft'): Promise<void> {
-  await run(nft, ['-f', '-'], { input: `table bridge ${TABLE}\ndelete table bridge ${TABLE}\ntable inet ${TABLE}\ndelete table inet ${TABLE}\n` });
+  await run(nft, ['-f', '-'], { input: `${CLEAR.join('\n')}\n` });
 }
