@@ -68,6 +68,8 @@ end
 
     let changes = 0;
     let changeErrors = 0;
+    /** What each failed change said, with when (a failure must say what it was). */
+    const changeFailures: string[] = [];
     let stop = false;
     const churn = (async () => {
       for (let i = 0; !stop; i++) {
@@ -82,8 +84,9 @@ end
             await t.writer.setVm(name, 'loop', { meta: { round: String(i) } });
           }
           changes++;
-        } catch {
+        } catch (err) {
           changeErrors++;
+          changeFailures.push(`${new Date().toISOString()} change ${i}: ${(err as Error).message.split('\n')[0]}`);
         }
         await sleep(50);
       }
@@ -123,7 +126,7 @@ end
     const warm = rss[Math.floor(rss.length / 5)] ?? rss[0];
     const growthKiB = Math.max(...rss.slice(Math.floor(rss.length / 5))) - warm;
     figure('soak', {
-      seconds: SECONDS, wallMs: ms, dnsSent, dnsLost, dnsQps, httpRequests, httpNon2xx, socketErrors, rps, changes, changeErrors,
+      seconds: SECONDS, wallMs: ms, dnsSent, dnsLost, dnsQps, httpRequests, httpNon2xx, socketErrors, rps, changes, changeErrors, changeFailures,
       rssWarmKiB: warm, rssMaxKiB: Math.max(...rss), rssEndKiB: rss.at(-1), growthAfterWarmupKiB: growthKiB, endStateMismatches: wrong.length,
     });
     expect(dnsSent).toBeGreaterThan(0);
@@ -132,6 +135,7 @@ end
     expect(httpNon2xx).toBe(0);
     expect(socketErrors).toBe('none');
     expect(changes).toBeGreaterThan(0);
+    expect(changeFailures).toEqual([]);
     expect(changeErrors).toBe(0);
     expect(wrong).toEqual([]);
     expect(growthKiB).toBeLessThan(RSS_BOUND_KIB);
